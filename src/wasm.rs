@@ -1,0 +1,300 @@
+//! The wasm-bindgen surface, used by `www/worker.js` and nothing else.
+//!
+//! - [`ModelLoader`]: `begin(total)` / `push(chunk)` / `finish()`: the GGUF is copied chunk by chunk
+//!   straight into one pre-sized wasm buffer, so a large file is never held twice in memory.
+//! - [`Model`]: the loaded model (weights on the GPU, tokenizer); chat-template rendering,
+//!   tokenisation, sessions, and a teacher-forced `top_logits` for debugging and tests.
+//! - [`WasmSession`]: one KV cache; `generate` streams each token's text to a JS callback;
+//!   `interrupt` works while `generate` is awaiting the GPU; `reset` forgets the conversation.
+//!
+//! Structured values cross as JSON strings (serde_json is already a dependency; the JS side is
+//! one `JSON.parse`). Every error is a JS `Error` whose `name` is [`Error::code`]. Panics are
+//! logged with a readable message, which [`last_panic`] also returns so the worker can report it.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use wasm_bindgen::prelude::*;
+
+use crate::engine::{FinishReason, GenerateRequest, LoadedModel, Session, SessionOptions, TokenEvent};
+use crate::gpu::{Gpu, GpuOptions};
+use crate::sampler::SamplingParams;
+use crate::tokenizer::{render_chat, ChatMessage};
+use crate::Error;
+
+thread_local! {
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        LAST_PANIC.with(|p| *p.borrow_mut() = Some(info.to_string()));
+        console_error_panic_hook::hook(info);
+    }));
+}
+
+/// The message of the last Rust panic, if any (after a panic the module must be re-instantiated).
+#[wasm_bindgen]
+pub fn last_panic() -> Option<String> {
+    LAST_PANIC.with(|p| p.borrow().clone())
+}
+
+/// A JS `Error` named by the error's stable code.
+fn js_error(e: &Error) -> JsValue {
+    named_error(e.code(), &e.to_string())
+}
+
+fn named_error(name: &str, message: &str) -> JsValue {
+    let err = js_sys::Error::new(message);
+    err.set_name(name);
+    err.into()
+}
+
+fn invalid(msg: impl Into<String>) -> JsValue {
+    js_error(&Error::InvalidArgument(msg.into()))
+}
+
+fn json_arg<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> Result<T, JsValue> {
+    serde_json::from_str(json).map_err(|e| invalid(format!("{what}: {e}")))
+}
+
+/// Receives a GGUF file in chunks into a single buffer of the announced size.
+#[wasm_bindgen]
+pub struct ModelLoader {
+    bytes: Vec<u8>,
+    total: usize,
+}
+
+#[wasm_bindgen]
+impl ModelLoader {
+    /// Reserves `total` bytes up front (one allocation, no regrowth copies).
+    pub fn begin(total: f64) -> Result<ModelLoader, JsValue> {
+        if !(total >= 0.0) || total > u32::MAX as f64 {
+            return Err(invalid(format!("model size {total} does not fit in wasm memory")));
+        }
+        let total = total as usize;
+        let mut bytes = Vec::new();
+        bytes.try_reserve_exact(total).map_err(|_| js_error(&Error::Gpu(format!("out of memory reserving {total} bytes for the model"))))?;
+        Ok(ModelLoader { bytes, total })
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
+        if self.bytes.len() + chunk.len() > self.total {
+            return Err(invalid(format!("model data exceeds the announced size of {} bytes", self.total)));
+        }
+        self.bytes.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    pub fn received(&self) -> f64 {
+        self.bytes.len() as f64
+    }
+
+    /// Checks the size, opens the GPU and loads the model. Resolves to a [`Model`].
+    pub fn finish(self, force_f32: bool) -> js_sys::Promise {
+        wasm_bindgen_futures::future_to_promise(async move {
+            if self.bytes.len() != self.total {
+                return Err(invalid(format!("model data incomplete: {} of {} bytes", self.bytes.len(), self.total)));
+            }
+            load_model(self.bytes, force_f32).await.map(JsValue::from)
+        })
+    }
+}
+
+async fn load_model(bytes: Vec<u8>, force_f32: bool) -> Result<Model, JsValue> {
+    let gpu = Gpu::new(&GpuOptions { force_f32 }).await.map_err(|e| js_error(&e))?;
+    let inner = LoadedModel::load(Rc::new(gpu), &bytes).map_err(|e| js_error(&e))?;
+    // The weights now live on the GPU; the file buffer is freed here.
+    drop(bytes);
+    Ok(Model { inner })
+}
+
+#[wasm_bindgen]
+pub struct Model {
+    inner: Rc<LoadedModel>,
+}
+
+#[wasm_bindgen]
+impl Model {
+    /// Loads a whole GGUF already in memory (copied once into wasm).
+    pub fn load(bytes: &[u8], force_f32: bool) -> js_sys::Promise {
+        let bytes = bytes.to_vec();
+        wasm_bindgen_futures::future_to_promise(async move { load_model(bytes, force_f32).await.map(JsValue::from) })
+    }
+
+    /// JSON: architecture, shapes, vocabulary, GPU adapter and precision.
+    pub fn info(&self) -> String {
+        let m = &self.inner;
+        let c = &m.cfg;
+        serde_json::json!({
+            "arch": format!("{:?}", c.arch),
+            "n_vocab": c.n_vocab,
+            "dim": c.dim,
+            "n_layers": c.n_layers,
+            "block_repeat": c.block_repeat,
+            "n_heads": c.n_heads,
+            "n_kv_heads": c.n_kv_heads,
+            "context_length": c.context_length,
+            "file_bytes": m.file_bytes,
+            "has_chat_template": m.tokenizer.chat_template.is_some(),
+            "adapter": m.gpu.adapter_summary(),
+            "f16": m.gpu.f16,
+            "gpu_bytes": m.gpu.allocated_bytes(),
+        })
+        .to_string()
+    }
+
+    /// Renders `messages_json` ([{role, content}]) with the GGUF's chat template (or the
+    /// documented plain fallback for models without one).
+    pub fn render_chat(&self, messages_json: &str, add_generation_prompt: bool) -> Result<String, JsValue> {
+        let messages: Vec<ChatMessage> = json_arg("messages", messages_json)?;
+        let tok = &self.inner.tokenizer;
+        let bos = tok.bos_id.and_then(|id| tok.token_text(id)).unwrap_or_default();
+        let eos = tok.eos_id.and_then(|id| tok.token_text(id)).unwrap_or_default();
+        render_chat(tok.chat_template.as_deref(), &messages, add_generation_prompt, &bos, &eos).map_err(|e| js_error(&e))
+    }
+
+    /// Token ids of a rendered prompt. BOS is added when the model asks for it, unless the
+    /// template already wrote it (llama.cpp would double it; the model never saw that in training).
+    pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>, JsValue> {
+        let tok = &self.inner.tokenizer;
+        let bos_written = tok.bos_id.and_then(|id| tok.token_text(id)).is_some_and(|b| !b.is_empty() && text.starts_with(&b));
+        tok.encode(text, tok.add_bos && !bos_written).map_err(|e| js_error(&e))
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> String {
+        self.inner.tokenizer.decode(ids)
+    }
+
+    /// A session with its own KV cache; `n_ctx` 0 = the engine's default.
+    pub fn new_session(&self, n_ctx: u32) -> Result<WasmSession, JsValue> {
+        let opts = SessionOptions { n_ctx: (n_ctx > 0).then_some(n_ctx as usize), ..Default::default() };
+        let session = Session::new(self.inner.clone(), &opts).map_err(|e| js_error(&e))?;
+        let abort = session.abort_handle();
+        Ok(WasmSession { inner: Rc::new(RefCell::new(session)), abort })
+    }
+
+    /// Teacher-forced top-`k` logits at every position of `tokens` (a throwaway session, so the
+    /// chat session's cache is untouched). JSON: [[[id, logit], ...], ...].
+    pub fn top_logits(&self, tokens: Vec<u32>, k: u32) -> js_sys::Promise {
+        let model = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let opts = SessionOptions { n_ctx: Some(tokens.len().max(16)), ..Default::default() };
+            let mut session = Session::new(model, &opts).map_err(|e| js_error(&e))?;
+            let rows = session.top_logits(&tokens, k as usize).await.map_err(|e| js_error(&e))?;
+            let json: Vec<Vec<(u32, f32)>> = rows.iter().map(|r| r.iter().map(|c| (c.id, c.logit)).collect()).collect();
+            Ok(JsValue::from_str(&serde_json::to_string(&json).unwrap_or_default()))
+        })
+    }
+}
+
+/// Generation options as the JS API names them (OpenAI style). Unset = the engine's defaults.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct GenOptions {
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<usize>,
+    min_p: Option<f32>,
+    repetition_penalty: Option<f32>,
+    repeat_last_n: Option<usize>,
+    max_tokens: Option<usize>,
+    seed: Option<u64>,
+    stop: Vec<String>,
+    /// Keep going past end-of-generation tokens (benchmarks).
+    ignore_eos: bool,
+}
+
+impl GenOptions {
+    fn request(&self, n_ctx: usize) -> GenerateRequest {
+        let d = SamplingParams::default();
+        let params = SamplingParams {
+            temperature: self.temperature.unwrap_or(d.temperature),
+            top_k: self.top_k.unwrap_or(d.top_k),
+            top_p: self.top_p.unwrap_or(d.top_p),
+            min_p: self.min_p.unwrap_or(d.min_p),
+            repeat_penalty: self.repetition_penalty.unwrap_or(d.repeat_penalty),
+            repeat_last_n: self.repeat_last_n.unwrap_or(d.repeat_last_n),
+            seed: self.seed.unwrap_or(d.seed),
+        };
+        // No max_tokens = until the context is full (or an end-of-generation token).
+        let mut req = GenerateRequest::new(params, self.max_tokens.unwrap_or(n_ctx));
+        req.stop = self.stop.clone();
+        req.ignore_eos = self.ignore_eos;
+        req
+    }
+}
+
+fn finish_name(f: FinishReason) -> &'static str {
+    match f {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+        FinishReason::ContextFull => "context_full",
+        FinishReason::Aborted => "abort",
+    }
+}
+
+#[wasm_bindgen]
+pub struct WasmSession {
+    inner: Rc<RefCell<Session>>,
+    /// Kept outside the RefCell: interrupt() runs while generate() holds the session.
+    abort: Rc<Cell<bool>>,
+}
+
+#[wasm_bindgen]
+impl WasmSession {
+    pub fn n_ctx(&self) -> Result<u32, JsValue> {
+        let s = self.inner.try_borrow().map_err(|_| invalid("session busy"))?;
+        Ok(s.n_ctx() as u32)
+    }
+
+    /// Tokens currently held in the KV cache.
+    pub fn cached_tokens(&self) -> Result<u32, JsValue> {
+        let s = self.inner.try_borrow().map_err(|_| invalid("session busy"))?;
+        Ok(s.cached.len() as u32)
+    }
+
+    /// Runs `prompt` (reusing the cached prefix) and samples; calls `on_token(text, id)` per token.
+    /// Resolves to JSON {prompt_tokens, prefill_tokens, tokens, text, finish, prefill_ms,
+    /// decode_ms, ttft_ms}.
+    pub fn generate(&self, prompt: Vec<u32>, options_json: &str, on_token: js_sys::Function) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        let abort = self.abort.clone();
+        let opts: Result<GenOptions, JsValue> = json_arg("options", options_json);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let opts = opts?;
+            let mut session = inner.try_borrow_mut().map_err(|_| invalid("a generation is already running on this session"))?;
+            let req = opts.request(session.n_ctx());
+            abort.set(false);
+            let mut cb = |ev: &TokenEvent<'_>| {
+                // A throwing callback must not unwind through Rust; the worker's callback only posts.
+                let _ = on_token.call2(&JsValue::NULL, &JsValue::from_str(ev.text), &JsValue::from(ev.id));
+            };
+            let r = session.generate(&prompt, &req, &mut cb).await.map_err(|e| js_error(&e))?;
+            let json = serde_json::json!({
+                "prompt_tokens": r.prompt_tokens,
+                "prefill_tokens": r.prefill_tokens,
+                "tokens": r.tokens,
+                "text": r.text,
+                "finish": finish_name(r.finish),
+                "prefill_ms": r.prefill_ms,
+                "decode_ms": r.decode_ms,
+                "ttft_ms": r.ttft_ms,
+                "cached_tokens": session.cached.len(),
+            });
+            Ok(JsValue::from_str(&json.to_string()))
+        })
+    }
+
+    /// Ends a running generate() at its next step (it resolves with finish "abort").
+    pub fn interrupt(&self) {
+        self.abort.set(true);
+    }
+
+    pub fn reset(&self) -> Result<(), JsValue> {
+        let mut s = self.inner.try_borrow_mut().map_err(|_| invalid("cannot reset while generating"))?;
+        s.reset();
+        Ok(())
+    }
+}

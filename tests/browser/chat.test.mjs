@@ -1,0 +1,181 @@
+// The chat page end to end in headless Chromium (SwiftShader WebGPU), against the native CLI:
+// greedy tokens equal the CLI's up to the first near-tie, a second turn reuses the KV cache,
+// reload loads from the cache with no weight request, the stop button stops within a second,
+// screenshots at desktop and phone widths, and the no-WebGPU message.
+//   node tests/browser/chat.test.mjs        (needs target/release/mobilellm and www/pkg)
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { serveWww, launch, attachLogs, weightRequests, outDir, cli, margins, compareUpToNearTie, MODEL_PATH } from './lib.mjs';
+
+// Chosen because the native greedy reply has no near-tie in its first 48 tokens (smallest top-2
+// margin 0.15 logit), so all 48 tokens are compared.
+const PROMPT = 'What are the benefits of regular exercise?';
+const FOLLOW_UP = 'Which one is the most important?';
+const N = 48;
+
+let srv, browser, page;
+const timings = {};
+
+before(async () => {
+  srv = await serveWww();
+  browser = await launch();
+  page = await browser.ctx.newPage();
+  attachLogs(page, browser.logs);
+});
+
+after(async () => {
+  if (process.env.VERBOSE) console.log(browser?.logs.join('\n'));
+  console.log('measured:', JSON.stringify(timings));
+  await browser?.close();
+  await srv?.close();
+});
+
+const status = () => page.evaluate(() => document.body.dataset.status);
+const waitStatus = (s, timeout = 600_000) => page.waitForFunction((s) => document.body.dataset.status === s, s, { timeout, polling: 50 });
+const lastReply = () => page.locator('.msg.assistant .bubble').last();
+
+async function setSettings({ temperature, top_p, max_tokens, system = '' }) {
+  await page.click('#open-settings');
+  await page.fill('#set-system', system);
+  await page.fill('#set-temperature', String(temperature));
+  await page.fill('#set-top-p', String(top_p));
+  await page.fill('#set-max-tokens', String(max_tokens));
+  await page.click('#settings-form button[type=submit]');
+  const s = await page.evaluate(() => window.__app.settings);
+  assert.deepEqual(s, { system, temperature, top_p, max_tokens });
+}
+
+async function send(text) {
+  await page.fill('#prompt', text);
+  await page.press('#prompt', 'Enter');
+  await waitStatus('generating', 10_000);
+}
+
+/** Waits until the streaming reply shows at least `chars` characters while still generating. */
+async function waitMidReply(chars) {
+  await page.waitForFunction((n) => {
+    const b = [...document.querySelectorAll('.msg.assistant .bubble')].pop();
+    return document.body.dataset.status === 'generating' && b && b.textContent.length >= n;
+  }, chars, { timeout: 600_000, polling: 50 });
+}
+
+test('the page loads SmolLM2 and streams a greedy reply equal to the native CLI up to the first near-tie', async () => {
+  await page.goto(srv.url);
+  await page.waitForSelector('#load-button:not([disabled])');
+  assert.equal(await page.isVisible('#no-webgpu'), false);
+  const t0 = Date.now();
+  await page.click('#load-button');
+  await page.waitForSelector('#progress:not([hidden])');
+  await waitStatus('ready');
+  timings.first_load_ms = Date.now() - t0;
+  assert.equal(weightRequests(srv).length, 1);
+  const load = await page.evaluate(() => window.__app.loadStats);
+  assert.equal(load.fromCache, false);
+
+  await setSettings({ temperature: 0, top_p: 1, max_tokens: N });
+  await send(PROMPT);
+  // Streaming: text appears while the reply is still being generated.
+  await waitMidReply(12);
+  await page.screenshot({ path: path.join(outDir(), 'chat-desktop.png') });
+  await waitStatus('ready');
+  const res = await page.evaluate(() => window.__app.lastResult);
+  const shown = await lastReply().textContent();
+  assert.ok(shown.length > 0);
+  timings.ttft_ms = res.timings.ttft_ms;
+  timings.decode_tok_s = res.timings.decode_tokens_per_s;
+  timings.prefill_tok_s = res.timings.prefill_tokens_per_s;
+
+  // The native reference on the same f32 arithmetic as SwiftShader (no f16 there).
+  const ref = cli(['generate', '--model', MODEL_PATH, '--chat', '--prompt', PROMPT, '--temperature', '0', '--json', '--f32', '-n', String(N)]);
+  assert.deepEqual(res.debug.prompt_token_ids, ref.prompt_tokens, 'same chat template and tokenizer');
+  const all = [...ref.prompt_tokens, ...ref.tokens];
+  const logits = cli(['logits', '--model', MODEL_PATH, '--prompt-tokens', all.join(','), '--top', '2', '--f32', '--json']);
+  const m = margins(logits.positions.map((p) => p.top)).slice(ref.prompt_tokens.length - 1);
+  const got = res.debug.completion_token_ids;
+  const cmp = compareUpToNearTie(got, ref.tokens, m);
+  console.log(`browser: ${JSON.stringify(shown.slice(0, 80))}…  compared ${cmp.checked} tokens` +
+    (cmp.stoppedAtTie !== null ? ` (near-tie at ${cmp.stoppedAtTie}, margin ${m[cmp.stoppedAtTie].toFixed(3)})` : ''));
+  assert.equal(cmp.mismatch, null, `token ${cmp.mismatch} differs: browser ${got[cmp.mismatch]}, native ${ref.tokens[cmp.mismatch]} (margin ${m[cmp.mismatch]?.toFixed(3)})`);
+  assert.ok(cmp.checked >= 32, `only ${cmp.checked} tokens compared before a near-tie; choose a prompt without an early tie`);
+  assert.ok(got.length >= 32, `reply has ${got.length} tokens`);
+  // When every token agrees, the page shows exactly the CLI's text (streamed deltas add up).
+  if (cmp.checked === ref.tokens.length && got.length === ref.tokens.length) assert.equal(shown, ref.text);
+  const stats = await page.locator('.msg.assistant .stats').last().textContent();
+  assert.match(stats, /tok\/s/);
+  assert.match(stats, /first token/);
+});
+
+test('a second turn reuses the cached first turn (no re-prefill)', async () => {
+  const first = await page.evaluate(() => window.__app.lastResult);
+  await send(FOLLOW_UP);
+  await waitStatus('ready');
+  const r = await page.evaluate(() => window.__app.lastResult);
+  const u = r.usage;
+  console.log(`turn 2: prompt ${u.prompt_tokens} tokens, prefilled ${u.prefill_tokens}`);
+  assert.ok(u.prompt_tokens > first.usage.prompt_tokens + first.usage.completion_tokens, 'the prompt holds the whole conversation');
+  // Only the new user turn (plus a few template tokens) is run; the first turn's prompt is not.
+  assert.ok(u.prefill_tokens <= u.prompt_tokens - first.usage.prompt_tokens, `prefilled ${u.prefill_tokens} of ${u.prompt_tokens}`);
+  assert.ok(u.prefill_tokens < 40, `prefilled ${u.prefill_tokens} tokens for a short follow-up`);
+});
+
+test('a reload loads the model from the cache without requesting the weights and keeps the conversation', async () => {
+  const before = weightRequests(srv).length;
+  const msgs = await page.locator('.msg').count();
+  const t0 = Date.now();
+  await page.reload();
+  await waitStatus('ready');
+  timings.cached_load_ms = Date.now() - t0;
+  assert.equal(weightRequests(srv).length, before, 'no weight request after reload');
+  assert.equal((await page.evaluate(() => window.__app.loadStats)).fromCache, true);
+  assert.equal(await page.locator('.msg').count(), msgs, 'conversation restored');
+});
+
+test('the stop button stops a long generation within a second', async () => {
+  await setSettings({ temperature: 0.8, top_p: 0.95, max_tokens: 400 });
+  await page.click('#new-chat');
+  assert.equal(await page.locator('.msg').count(), 0);
+  await send('Tell me a long story about a brave knight and a dragon.');
+  await waitMidReply(10);
+  const t0 = Date.now();
+  await page.click('#stop');
+  await waitStatus('ready', 5000);
+  const ms = Date.now() - t0;
+  timings.stop_ms = ms;
+  const r = await page.evaluate(() => window.__app.lastResult);
+  assert.equal(r.choices[0].finish_reason, 'abort');
+  assert.ok(r.usage.completion_tokens < 400);
+  assert.ok(ms < 1000, `stop took ${ms} ms`);
+  assert.match(await page.locator('.msg.assistant .stats').last().textContent(), /stopped/);
+});
+
+test('phone width: readable layout, output as text, screenshot mid-reply', async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.click('#new-chat');
+  await setSettings({ temperature: 0, top_p: 1, max_tokens: 64 });
+  const markup = 'Explain what <b>HTML</b> tags are, like <img src=x onerror="window.pwned=1">.';
+  await send(markup);
+  await waitMidReply(12);
+  await page.screenshot({ path: path.join(outDir(), 'chat-phone.png') });
+  assert.equal(await page.locator('.messages b, .messages img').count(), 0, 'messages are text, not HTML');
+  assert.equal(await page.locator('.msg.user .bubble').last().textContent(), markup);
+  // Nothing overflows horizontally.
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `page is ${overflow}px wider than the phone`);
+  await page.click('#stop');
+  await waitStatus('ready', 5000);
+  assert.equal(await page.evaluate(() => window.pwned), undefined);
+});
+
+test('without WebGPU the page says so clearly', async () => {
+  const p2 = await browser.ctx.newPage();
+  await p2.addInitScript(() => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined, configurable: true }));
+  await p2.setViewportSize({ width: 390, height: 844 });
+  await p2.goto(srv.url);
+  await p2.waitForSelector('#no-webgpu:not([hidden])');
+  assert.match(await p2.textContent('#no-webgpu'), /WebGPU is not available/);
+  assert.equal(await p2.isDisabled('#load-button'), true);
+  await p2.screenshot({ path: path.join(outDir(), 'no-webgpu-phone.png') });
+  await p2.close();
+});

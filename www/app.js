@@ -1,0 +1,340 @@
+// The chat page: model picker and progress, streamed replies, stop, new chat, settings, and the
+// conversation kept in localStorage. All model output is inserted as text (textContent), never
+// as HTML. `window.__app` exposes the state to the end-to-end tests.
+
+import { MobileLLM, hasWebGPU, listCached, deleteCached } from './mobilellm.js';
+
+const DEFAULT_MODEL = new URL('models/SmolLM2-135M-Instruct.Q4_1.gguf', location.href).href;
+const DEFAULT_SETTINGS = { system: '', temperature: 0.7, top_p: 0.9, max_tokens: 512 };
+const KEYS = { chat: 'mobilellm.chat.v1', settings: 'mobilellm.settings.v1', model: 'mobilellm.model.v1' };
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  chip: $('model-chip'), noWebgpu: $('no-webgpu'), modelPanel: $('model-panel'), modelForm: $('model-form'),
+  modelUrl: $('model-url'), loadButton: $('load-button'), cancelLoad: $('cancel-load'), progress: $('progress'),
+  progressFill: $('progress-fill'), progressText: $('progress-text'), loadError: $('load-error'),
+  cachedList: $('cached-list'), chat: $('chat'), empty: $('empty-state'), messages: $('messages'),
+  composer: $('composer'), prompt: $('prompt'), send: $('send'), stop: $('stop'), newChat: $('new-chat'),
+  openModel: $('open-model'), openSettings: $('open-settings'), settings: $('settings'),
+  setSystem: $('set-system'), setTemperature: $('set-temperature'), setTopP: $('set-top-p'),
+  setMaxTokens: $('set-max-tokens'), outTemperature: $('out-temperature'), outTopP: $('out-top-p'),
+  settingsReset: $('settings-reset'),
+};
+
+const app = {
+  llm: null,
+  status: 'idle', // idle | loading | ready | generating
+  conversation: load(KEYS.chat, []),
+  settings: { ...DEFAULT_SETTINGS, ...load(KEYS.settings, {}) },
+  lastResult: null,  // the final chunk of the last reply (usage, timings, debug)
+  loadStats: null,
+  loadAbort: null,
+};
+window.__app = app;
+
+function load(key, fallback) {
+  try { return JSON.parse(localStorage.getItem(key)) ?? fallback; } catch { return fallback; }
+}
+function save(key, value) {
+  try { localStorage.setItem(key, JSON.stringify(value)); } catch { /* storage full or disabled */ }
+}
+
+function setStatus(s) {
+  app.status = s;
+  document.body.dataset.status = s;
+  const ready = s === 'ready';
+  ui.prompt.disabled = !(ready || s === 'generating');
+  ui.send.disabled = !ready;
+  ui.send.hidden = s === 'generating';
+  ui.stop.hidden = s !== 'generating';
+  ui.loadButton.disabled = s === 'loading' || s === 'generating';
+  ui.cancelLoad.hidden = s !== 'loading';
+}
+
+// ---------- model loading ----------
+
+const mb = (n) => (n / 1e6).toFixed(1);
+
+function showProgress(p) {
+  ui.progress.hidden = false;
+  const frac = p.total ? p.loaded / p.total : null;
+  ui.progress.classList.toggle('indeterminate', p.phase === 'compile' || frac === null);
+  ui.progressFill.style.width = frac === null || p.phase === 'compile' ? '' : `${(frac * 100).toFixed(1)}%`;
+  let text;
+  switch (p.phase) {
+    case 'download':
+      text = `Downloading ${mb(p.loaded)}${p.total ? ` / ${mb(p.total)}` : ''} MB` + (p.rate ? ` · ${mb(p.rate)} MB/s` : '');
+      break;
+    case 'cache': text = `Reading from cache ${Math.round(frac * 100)}%`; break;
+    case 'read': text = `Reading ${Math.round(frac * 100)}%`; break;
+    case 'compile': text = 'Uploading weights to the GPU and compiling shaders…'; break;
+    case 'ready': text = 'Ready'; break;
+    default: text = p.phase;
+  }
+  ui.progressText.textContent = text;
+}
+
+function selectedModelUrl() {
+  const source = ui.modelForm.elements['model-source'].value;
+  return source === 'url' ? ui.modelUrl.value.trim() : DEFAULT_MODEL;
+}
+
+async function loadModel(url) {
+  if (!url) { showLoadError('Enter the URL of a GGUF file.'); return; }
+  ui.loadError.hidden = true;
+  const previous = app.llm;
+  app.llm = null;
+  setStatus('loading');
+  await previous?.unload();
+  ui.chip.textContent = 'loading…';
+  const abort = new AbortController();
+  app.loadAbort = abort;
+  try {
+    const llm = await MobileLLM.load(url, { onProgress: showProgress, signal: abort.signal });
+    app.llm = llm;
+    app.loadStats = llm.loadStats;
+    save(KEYS.model, url);
+    ui.chip.textContent = modelName(url);
+    ui.chip.title = `${llm.info.adapter} · context ${llm.info.n_ctx} tokens`;
+    ui.progressText.textContent = llm.loadStats.fromCache
+      ? `Loaded from cache in ${(llm.loadStats.timings.total_ms / 1000).toFixed(1)} s`
+      : `Loaded in ${(llm.loadStats.timings.total_ms / 1000).toFixed(1)} s`;
+    ui.progress.classList.remove('indeterminate');
+    ui.progressFill.style.width = '100%';
+    setStatus('ready');
+    ui.modelPanel.classList.add('collapsed');
+    ui.prompt.focus();
+  } catch (e) {
+    setStatus('idle');
+    ui.chip.textContent = 'no model';
+    ui.progress.hidden = true;
+    showLoadError(describeError(e));
+  } finally {
+    app.loadAbort = null;
+    refreshCached();
+  }
+}
+
+function describeError(e) {
+  const hints = {
+    DownloadFailed: 'The download failed. Check the URL and that the server allows cross-origin requests (CORS).',
+    InvalidModelFile: 'This is not a valid GGUF model file.',
+    UnsupportedModel: 'This model is not supported (Llama-style architectures with F32/F16/Q8_0/Q4_0/Q4_1 weights are).',
+    WebGPUUnavailable: 'WebGPU is not available here.',
+    Aborted: 'Loading was cancelled.',
+  };
+  return `${hints[e?.name] ?? 'Something went wrong.'} (${e?.name ?? 'Error'}: ${e?.message ?? e})`;
+}
+
+function showLoadError(text) {
+  ui.loadError.textContent = text;
+  ui.loadError.hidden = false;
+}
+
+function modelName(url) {
+  try { return decodeURIComponent(new URL(url).pathname.split('/').pop()).replace(/\.gguf$/i, ''); } catch { return url; }
+}
+
+async function refreshCached() {
+  const items = await listCached().catch(() => []);
+  ui.cachedList.replaceChildren();
+  if (!items.length) {
+    const li = document.createElement('li');
+    li.className = 'hint';
+    li.textContent = 'Nothing cached yet.';
+    ui.cachedList.append(li);
+    return;
+  }
+  for (const it of items) {
+    const li = document.createElement('li');
+    const name = document.createElement('span');
+    name.textContent = `${modelName(it.url)} · ${mb(it.size)} MB`;
+    name.title = it.url;
+    const del = document.createElement('button');
+    del.type = 'button';
+    del.className = 'ghost small';
+    del.textContent = 'Delete';
+    del.addEventListener('click', async () => { await deleteCached(it.url); refreshCached(); });
+    li.append(name, del);
+    ui.cachedList.append(li);
+  }
+}
+
+// ---------- conversation ----------
+
+function renderConversation() {
+  ui.messages.replaceChildren(...app.conversation.map((m) => messageElement(m)));
+  ui.empty.hidden = app.conversation.length > 0;
+  scrollToEnd(true);
+}
+
+function messageElement(m) {
+  const li = document.createElement('li');
+  li.className = `msg ${m.role}${m.error ? ' error' : ''}`;
+  const bubble = document.createElement('div');
+  bubble.className = 'bubble';
+  bubble.textContent = m.content;
+  li.append(bubble);
+  const stats = document.createElement('div');
+  stats.className = 'stats';
+  if (m.stats) stats.textContent = formatStats(m.stats);
+  else if (m.error) stats.textContent = m.error;
+  li.append(stats);
+  return li;
+}
+
+function formatStats(s) {
+  const parts = [`${s.tokens} tokens`];
+  if (s.tps) parts.push(`${s.tps.toFixed(1)} tok/s`);
+  if (s.ttft_ms != null) parts.push(`first token ${(s.ttft_ms / 1000).toFixed(2)} s`);
+  if (s.finish === 'abort') parts.push('stopped');
+  if (s.finish === 'length') parts.push('length limit');
+  return parts.join(' · ');
+}
+
+function scrollToEnd(force = false) {
+  const el = document.scrollingElement;
+  const nearBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 160;
+  if (force || nearBottom) el.scrollTop = el.scrollHeight;
+}
+
+function requestMessages() {
+  const msgs = [];
+  if (app.settings.system.trim()) msgs.push({ role: 'system', content: app.settings.system.trim() });
+  // Failed replies stay on screen but are not part of what the model sees.
+  for (const m of app.conversation) if (!m.error) msgs.push({ role: m.role, content: m.content });
+  return msgs;
+}
+
+async function send(text) {
+  if (!app.llm || app.status !== 'ready' || !text.trim()) return;
+  // "New chat" during the reply replaces app.conversation: the reply then belongs to the old one.
+  const conversation = app.conversation;
+  conversation.push({ role: 'user', content: text });
+  ui.messages.append(messageElement(conversation.at(-1)));
+  const reply = { role: 'assistant', content: '' };
+  const el = messageElement(reply);
+  el.classList.add('streaming');
+  ui.messages.append(el);
+  ui.empty.hidden = true;
+  scrollToEnd(true);
+  const bubble = el.querySelector('.bubble');
+  setStatus('generating');
+  const s = app.settings;
+  try {
+    const stream = await app.llm.chat.completions.create({
+      messages: requestMessages(), stream: true,
+      temperature: s.temperature, top_p: s.top_p, max_tokens: s.max_tokens,
+    });
+    let last = null;
+    for await (const chunk of stream) {
+      const delta = chunk.choices[0].delta.content;
+      if (delta) {
+        reply.content += delta;
+        bubble.textContent = reply.content;
+        scrollToEnd();
+      }
+      last = chunk;
+    }
+    app.lastResult = last;
+    reply.stats = {
+      tokens: last.usage.completion_tokens, tps: last.timings.decode_tokens_per_s,
+      ttft_ms: last.timings.ttft_ms, finish: last.choices[0].finish_reason,
+    };
+    el.querySelector('.stats').textContent = formatStats(reply.stats);
+  } catch (e) {
+    reply.error = describeError(e);
+    el.classList.add('error');
+    el.querySelector('.stats').textContent = reply.error;
+  } finally {
+    el.classList.remove('streaming');
+    conversation.push(reply);
+    if (conversation === app.conversation) save(KEYS.chat, conversation);
+    setStatus(app.llm ? 'ready' : 'idle');
+  }
+}
+
+// ---------- settings ----------
+
+function showSettings() {
+  const s = app.settings;
+  ui.setSystem.value = s.system;
+  ui.setTemperature.value = s.temperature;
+  ui.setTopP.value = s.top_p;
+  ui.setMaxTokens.value = s.max_tokens;
+  updateOutputs();
+  ui.settings.showModal();
+}
+
+function updateOutputs() {
+  ui.outTemperature.textContent = Number(ui.setTemperature.value).toFixed(2);
+  ui.outTopP.textContent = Number(ui.setTopP.value).toFixed(2);
+}
+
+function readSettings() {
+  const num = (v, d) => (Number.isFinite(Number(v)) && v !== '' ? Number(v) : d);
+  app.settings = {
+    system: ui.setSystem.value,
+    temperature: num(ui.setTemperature.value, DEFAULT_SETTINGS.temperature),
+    top_p: num(ui.setTopP.value, DEFAULT_SETTINGS.top_p),
+    max_tokens: Math.max(1, Math.round(num(ui.setMaxTokens.value, DEFAULT_SETTINGS.max_tokens))),
+  };
+  save(KEYS.settings, app.settings);
+}
+
+// ---------- wiring ----------
+
+ui.modelForm.addEventListener('submit', (e) => { e.preventDefault(); loadModel(selectedModelUrl()); });
+ui.modelUrl.addEventListener('focus', () => { ui.modelForm.elements['model-source'].value = 'url'; });
+ui.cancelLoad.addEventListener('click', () => app.loadAbort?.abort());
+ui.openModel.addEventListener('click', () => ui.modelPanel.classList.toggle('collapsed'));
+ui.composer.addEventListener('submit', (e) => {
+  e.preventDefault();
+  const text = ui.prompt.value;
+  if (!text.trim() || app.status !== 'ready') return;
+  ui.prompt.value = '';
+  autosize();
+  send(text);
+});
+ui.prompt.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); ui.composer.requestSubmit(); }
+});
+const autosize = () => { ui.prompt.style.height = 'auto'; ui.prompt.style.height = `${Math.min(ui.prompt.scrollHeight, 200)}px`; };
+ui.prompt.addEventListener('input', autosize);
+ui.stop.addEventListener('click', () => app.llm?.interrupt());
+ui.newChat.addEventListener('click', () => {
+  if (app.status === 'generating') app.llm?.interrupt();
+  app.conversation = [];
+  save(KEYS.chat, app.conversation);
+  renderConversation();
+  ui.prompt.focus();
+});
+ui.openSettings.addEventListener('click', showSettings);
+ui.setTemperature.addEventListener('input', updateOutputs);
+ui.setTopP.addEventListener('input', updateOutputs);
+ui.settings.addEventListener('close', readSettings);
+ui.settingsReset.addEventListener('click', () => {
+  Object.assign(app.settings, DEFAULT_SETTINGS);
+  save(KEYS.settings, app.settings);
+  showSettings();
+});
+
+async function start() {
+  renderConversation();
+  setStatus('idle');
+  if (!hasWebGPU()) {
+    ui.noWebgpu.hidden = false;
+    ui.loadButton.disabled = true;
+    ui.chip.textContent = 'WebGPU unavailable';
+    return;
+  }
+  await refreshCached();
+  // Reopen the last model when it is already cached: no download, so no reason to ask.
+  const last = load(KEYS.model, null);
+  const cached = await listCached().catch(() => []);
+  if (last && cached.some((c) => c.url === last)) {
+    if (last !== DEFAULT_MODEL) { ui.modelForm.elements['model-source'].value = 'url'; ui.modelUrl.value = last; }
+    loadModel(last);
+  }
+}
+start();

@@ -1,0 +1,251 @@
+// MobileLLM: run a GGUF language model in the browser on WebGPU, with an OpenAI-style API.
+//
+//   import { MobileLLM } from './mobilellm.js';
+//   const llm = await MobileLLM.load(url, { onProgress, signal });
+//   const stream = await llm.chat.completions.create({ messages, stream: true, temperature: 0.7 });
+//   for await (const chunk of stream) out += chunk.choices[0].delta.content ?? '';
+//
+// The engine runs in a Web Worker (worker.js); this module only sends typed messages
+// (protocol.js). One worker = one model = one KV-cached conversation: pass the whole message
+// history on every call, and the already-processed prefix is not computed again.
+
+import { Msg, MobileLLMError, deserializeError } from './protocol.js';
+import { listCached, deleteCached } from './cache.js';
+
+export { MobileLLMError, listCached, deleteCached };
+
+/** True when the browser exposes WebGPU (it may still have no usable adapter). */
+export function hasWebGPU() {
+  return typeof navigator !== 'undefined' && !!navigator.gpu;
+}
+
+const FINISH = { stop: 'stop', length: 'length', context_full: 'length', abort: 'abort' };
+
+let nextCompletionId = 1;
+
+export class MobileLLM {
+  #worker;
+  #nextId = 1;
+  #pending = new Map(); // request id -> {resolve, reject, onProgress?, onToken?}
+  #closed = null;
+
+  /** Model and GPU description once loaded: arch, n_ctx, n_vocab, adapter, f16, url, ... */
+  info = null;
+  /** How the model was obtained: {fromCache, timings: {download_ms, read_ms, compile_ms, total_ms}}. */
+  loadStats = null;
+  chat = { completions: { create: (req) => this.#create(req) } };
+  /** Debugging and tests: teacher-forced logits and prompt tokenisation, on the same engine. */
+  debug = {
+    topLogits: (tokens, k = 2) => this.#request({ type: Msg.TOP_LOGITS, tokens: Array.from(tokens), k }),
+    promptTokens: (messages) => this.#request({ type: Msg.TOKENIZE, messages: checkMessages(messages) }),
+  };
+
+  constructor(worker) {
+    this.#worker = worker;
+    worker.onmessage = (ev) => this.#onMessage(ev.data);
+    worker.onerror = (ev) => {
+      ev.preventDefault?.();
+      this.#failAll(new MobileLLMError('InternalError', `worker failed: ${ev.message || 'script error'}`));
+    };
+  }
+
+  /**
+   * Downloads (or reads from the cache) and loads a GGUF model.
+   * @param {string} url  any CORS-enabled URL (relative URLs resolve against the page)
+   * @param {{onProgress?: (p: {phase: string, loaded?: number, total?: number, rate?: number, fromCache?: boolean}) => void,
+   *          signal?: AbortSignal, forceF32?: boolean, contextLength?: number, useCache?: boolean,
+   *          workerUrl?: string | URL}} [opts]
+   */
+  static async load(url, opts = {}) {
+    const { onProgress, signal, forceF32 = false, contextLength = 0, useCache = true } = opts;
+    if (!hasWebGPU()) {
+      throw new MobileLLMError('WebGPUUnavailable', 'this browser does not support WebGPU; try a recent Chrome, Edge or Safari');
+    }
+    signal?.throwIfAborted?.();
+    const abs = new URL(url, globalThis.location?.href).href;
+    const worker = new Worker(opts.workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module', name: 'mobilellm' });
+    const llm = new MobileLLM(worker);
+    let id = 0;
+    const onAbort = () => worker.postMessage({ type: Msg.CANCEL, target: id });
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const p = llm.#request({ type: Msg.LOAD, url: abs, forceF32, contextLength, useCache }, { onProgress });
+      id = llm.#nextId - 1;
+      const r = await p;
+      // Aborted after the download, while the GPU upload ran: honour it now.
+      if (signal?.aborted) throw new MobileLLMError('Aborted', 'model load aborted');
+      llm.info = r.info;
+      llm.loadStats = { fromCache: r.fromCache, timings: r.timings };
+      return llm;
+    } catch (e) {
+      llm.#terminate(e);
+      throw e;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Stops the running generation now; its stream ends with finish_reason "abort". */
+  interrupt() {
+    if (!this.#closed) this.#worker.postMessage({ type: Msg.INTERRUPT });
+  }
+
+  /** Forgets the cached conversation (the next call prefills its whole prompt). */
+  resetChat() {
+    return this.#request({ type: Msg.RESET });
+  }
+
+  /** Frees the model's GPU memory and ends the worker. The object is unusable afterwards. */
+  async unload() {
+    if (this.#closed) return;
+    this.interrupt();
+    await this.#request({ type: Msg.UNLOAD }).catch(() => {});
+    this.#terminate(new MobileLLMError('Unloaded', 'the model was unloaded'));
+  }
+
+  #terminate(reason) {
+    if (this.#closed) return;
+    this.#closed = reason;
+    this.#worker.terminate();
+    this.#failAll(reason);
+  }
+
+  #failAll(err) {
+    for (const p of this.#pending.values()) p.reject(err);
+    this.#pending.clear();
+  }
+
+  #request(msg, handlers = {}) {
+    if (this.#closed) return Promise.reject(this.#closed);
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject, ...handlers });
+      this.#worker.postMessage({ ...msg, id });
+    });
+  }
+
+  #onMessage(msg) {
+    const p = this.#pending.get(msg.id);
+    if (!p) return;
+    switch (msg.type) {
+      case Msg.PROGRESS: p.onProgress?.(msg.progress); break;
+      case Msg.TOKEN: p.onToken?.(msg.text, msg.token); break;
+      case Msg.RESULT: this.#pending.delete(msg.id); p.resolve(msg.value); break;
+      case Msg.ERROR: this.#pending.delete(msg.id); p.reject(deserializeError(msg.error)); break;
+    }
+  }
+
+  async #create(req) {
+    if (!req || typeof req !== 'object') throw new MobileLLMError('InvalidArgument', 'create() takes a request object');
+    const messages = checkMessages(req.messages);
+    const options = {};
+    for (const k of ['temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty', 'max_tokens', 'seed']) {
+      if (req[k] !== undefined && req[k] !== null) {
+        if (typeof req[k] !== 'number' || !Number.isFinite(req[k])) throw new MobileLLMError('InvalidArgument', `${k} must be a finite number`);
+        options[k] = req[k];
+      }
+    }
+    if (req.ignore_eos) options.ignore_eos = true; // benchmarks: decode exactly max_tokens
+    if (req.stop != null) options.stop = Array.isArray(req.stop) ? req.stop.map(String) : [String(req.stop)];
+    const meta = { id: `chatcmpl-${Date.now().toString(36)}-${nextCompletionId++}`, created: Math.floor(Date.now() / 1000), model: this.info?.url ?? 'mobilellm' };
+    return req.stream ? this.#stream(messages, options, req.signal, meta) : this.#complete(messages, options, req.signal, meta);
+  }
+
+  /** Starts a generation; `onToken(text, id)` per token. Rejects with Aborted when `signal` fires. */
+  #generate(messages, options, signal, onToken) {
+    if (signal?.aborted) return Promise.reject(new MobileLLMError('Aborted', 'generation aborted'));
+    const p = this.#request({ type: Msg.GENERATE, messages, options }, { onToken });
+    if (!signal) return p;
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        this.interrupt();
+        reject(new MobileLLMError('Aborted', 'generation aborted'));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
+  }
+
+  async #complete(messages, options, signal, meta) {
+    const r = await this.#generate(messages, options, signal, null);
+    return {
+      ...meta,
+      object: 'chat.completion',
+      choices: [{ index: 0, message: { role: 'assistant', content: r.text }, finish_reason: FINISH[r.finish] ?? r.finish, logprobs: null }],
+      usage: usage(r),
+      timings: timings(r),
+      debug: debugInfo(r),
+    };
+  }
+
+  /** An async iterable of chat.completion.chunk objects; the last one has finish_reason and usage. */
+  async #stream(messages, options, signal, meta) {
+    const queue = [];
+    let wake = null;
+    let ended = false;
+    const push = (item) => { queue.push(item); wake?.(); wake = null; };
+    let first = true;
+    const chunk = (delta, finish_reason = null, extra = {}) => ({
+      ...meta, object: 'chat.completion.chunk', choices: [{ index: 0, delta, finish_reason, logprobs: null }], ...extra,
+    });
+    const done = this.#generate(messages, options, signal, (text, token) => {
+      if (!text) return; // a token in the middle of a UTF-8 character: its text comes with the next
+      push({ chunk: chunk(first ? { role: 'assistant', content: text } : { content: text }), token });
+      first = false;
+    });
+    done.then(
+      (r) => push({ chunk: chunk({}, FINISH[r.finish] ?? r.finish, { usage: usage(r), timings: timings(r), debug: debugInfo(r) }), last: true }),
+      (e) => push({ error: e }),
+    );
+    const llm = this;
+    const finished = done.then((r) => ({ usage: usage(r), timings: timings(r), finish_reason: FINISH[r.finish] ?? r.finish, debug: debugInfo(r) }));
+    finished.catch(() => {}); // the iterator reports the error; this is only for callers who ask
+    return {
+      [Symbol.asyncIterator]() { return this; },
+      async next() {
+        if (ended) return { done: true, value: undefined };
+        while (!queue.length) await new Promise((r) => (wake = r));
+        const item = queue.shift();
+        if (item.error) { ended = true; throw item.error; }
+        if (item.last) ended = true;
+        return { done: false, value: item.chunk };
+      },
+      /** Leaving a for-await loop early stops the generation. */
+      async return() {
+        if (!ended) { ended = true; llm.interrupt(); await done.catch(() => {}); }
+        return { done: true, value: undefined };
+      },
+      /** Resolves to the final response (usage, timings) once the generation ends. */
+      finished,
+    };
+  }
+}
+
+function checkMessages(messages) {
+  if (!Array.isArray(messages) || messages.length === 0) throw new MobileLLMError('InvalidArgument', 'messages must be a non-empty array');
+  return messages.map((m, i) => {
+    if (!m || typeof m.role !== 'string' || typeof m.content !== 'string') {
+      throw new MobileLLMError('InvalidArgument', `messages[${i}] needs string role and content`);
+    }
+    return { role: m.role, content: m.content };
+  });
+}
+
+function usage(r) {
+  return { prompt_tokens: r.prompt_tokens, completion_tokens: r.tokens.length, total_tokens: r.prompt_tokens + r.tokens.length, prefill_tokens: r.prefill_tokens };
+}
+
+function timings(r) {
+  const decoded = Math.max(0, r.tokens.length - 1); // the first token comes out of the prefill
+  return {
+    prefill_ms: r.prefill_ms,
+    decode_ms: r.decode_ms,
+    ttft_ms: r.ttft_ms,
+    prefill_tokens_per_s: r.prefill_ms > 0 ? (r.prefill_tokens / r.prefill_ms) * 1000 : null,
+    decode_tokens_per_s: r.decode_ms > 0 && decoded > 0 ? (decoded / r.decode_ms) * 1000 : null,
+  };
+}
+
+function debugInfo(r) {
+  return { prompt_token_ids: r.prompt_ids, completion_token_ids: r.tokens, cached_tokens: r.cached_tokens, n_ctx: r.n_ctx };
+}
