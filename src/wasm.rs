@@ -282,6 +282,8 @@ impl WasmSession {
                 "decode_ms": r.decode_ms,
                 "ttft_ms": r.ttft_ms,
                 "cached_tokens": session.cached.len(),
+                "dispatches_per_step": r.dispatches_per_step,
+                "readback_bytes_per_step": r.readback_bytes_per_step,
             });
             Ok(JsValue::from_str(&json.to_string()))
         })

@@ -247,5 +247,8 @@ function timings(r) {
 }
 
 function debugInfo(r) {
-  return { prompt_token_ids: r.prompt_ids, completion_token_ids: r.tokens, cached_tokens: r.cached_tokens, n_ctx: r.n_ctx };
+  return {
+    prompt_token_ids: r.prompt_ids, completion_token_ids: r.tokens, cached_tokens: r.cached_tokens, n_ctx: r.n_ctx,
+    dispatches_per_step: r.dispatches_per_step, readback_bytes_per_step: r.readback_bytes_per_step,
+  };
 }

@@ -40,7 +40,14 @@ impl Gpu {
             })
             .await
             .map_err(|e| Error::WebGpuUnavailable(format!("no GPU adapter: {e}")))?;
-        let want_f16 = !opts.force_f32 && adapter.features().contains(wgpu::Features::SHADER_F16);
+        // Software adapters (lavapipe, SwiftShader) emulate f16 arithmetic: measured twice as slow as
+        // f32 on lavapipe, so they get the f16 path only when asked (MOBILELLM_F16=1, as tests do).
+        let info = adapter.get_info();
+        let software = info.device_type == wgpu::DeviceType::Cpu;
+        let f16_asked = std::env::var("MOBILELLM_F16").map(|v| v == "1").unwrap_or(false);
+        let want_f16 = !opts.force_f32
+            && adapter.features().contains(wgpu::Features::SHADER_F16)
+            && (!software || f16_asked);
         let mut features = wgpu::Features::empty();
         if want_f16 {
             features |= wgpu::Features::SHADER_F16;

@@ -6,10 +6,9 @@ pub enum Kernel {
     /// Token embedding gather from a (quantised) table.
     Embed,
     /// y = x·Wᵀ for every weight type (matrix-vector for decode, tiled matrix-matrix for prefill),
-    /// optionally accumulating into y (fused residual add).
+    /// optionally accumulating into y (fused residual add); specialised with GATED it computes
+    /// silu(x·Wgᵀ) * (x·Wuᵀ), the SwiGLU feed-forward's first half, in one pass.
     Matmul,
-    /// out = silu(x·Wgᵀ) * (x·Wuᵀ): the SwiGLU feed-forward's first half in one pass.
-    MatmulSwiglu,
     RmsNorm,
     /// RoPE on q and k, then k and v written into the KV cache.
     RopeKv,
@@ -26,7 +25,6 @@ impl Kernel {
         match self {
             Kernel::Embed => include_str!("../../shaders/embed.wgsl"),
             Kernel::Matmul => include_str!("../../shaders/matmul.wgsl"),
-            Kernel::MatmulSwiglu => include_str!("../../shaders/matmul_swiglu.wgsl"),
             Kernel::RmsNorm => include_str!("../../shaders/rmsnorm.wgsl"),
             Kernel::RopeKv => include_str!("../../shaders/rope_kv.wgsl"),
             Kernel::Attention => include_str!("../../shaders/attention.wgsl"),

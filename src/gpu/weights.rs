@@ -12,7 +12,7 @@ pub struct GpuWeight {
     pub row_words: u32,
     /// array<u32>: packed values or quants (see GpuLayout).
     pub data: wgpu::Buffer,
-    /// array<f32>: block scales (and mins for Q4_1); a single 0.0 for float types.
+    /// array<u32>: block scales as the file's f16 bits (d, or d and m for Q4_1); see GpuLayout.
     pub scales: wgpu::Buffer,
 }
 

@@ -48,6 +48,7 @@ async function setSettings({ temperature, top_p, max_tokens, system = '' }) {
 }
 
 async function send(text) {
+  await waitStatus('ready');
   await page.fill('#prompt', text);
   await page.press('#prompt', 'Enter');
   await waitStatus('generating', 10_000);
@@ -140,7 +141,7 @@ test('the stop button stops a long generation within a second', async () => {
   await waitMidReply(10);
   const t0 = Date.now();
   await page.click('#stop');
-  await waitStatus('ready', 5000);
+  await waitStatus('ready', 60_000);
   const ms = Date.now() - t0;
   timings.stop_ms = ms;
   const r = await page.evaluate(() => window.__app.lastResult);
@@ -164,7 +165,7 @@ test('phone width: readable layout, output as text, screenshot mid-reply', async
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `page is ${overflow}px wider than the phone`);
   await page.click('#stop');
-  await waitStatus('ready', 5000);
+  await waitStatus('ready', 60_000); // the stop latency itself is asserted in its own test
   assert.equal(await page.evaluate(() => window.pwned), undefined);
 });
 

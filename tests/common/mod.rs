@@ -6,6 +6,8 @@ use mobilellm_web::gpu::{Gpu, GpuOptions};
 
 /// A GPU context; `force_f32` selects the f32 path even when the adapter has shader-f16.
 pub fn gpu(force_f32: bool) -> Gpu {
+    // Software adapters skip f16 unless asked; tests always exercise the f16 path where it exists.
+    std::env::set_var("MOBILELLM_F16", "1");
     pollster::block_on(Gpu::new(&GpuOptions { force_f32 })).expect("a wgpu adapter (install mesa-vulkan-drivers)")
 }
 

@@ -228,6 +228,31 @@ pub fn bench(raw: &[String]) -> CliResult {
 }
 
 pub fn convert(raw: &[String]) -> CliResult {
-    let _ = raw;
-    Err(CliError::Usage("convert: not available yet".into()))
+    let args = Args::parse(raw, &[], &["hf", "out", "type"])?;
+    let dir = std::path::PathBuf::from(args.required("hf")?);
+    let out_path = args.required("out")?.to_string();
+    let ty_name = args.str("type").unwrap_or("f16");
+    let ty = mobilellm_web::quant::GgmlType::parse_name(ty_name)
+        .filter(|t| !matches!(t, mobilellm_web::quant::GgmlType::BF16))
+        .ok_or_else(|| CliError::Usage(format!("--type {ty_name:?}: use f32, f16, q8_0, q4_0 or q4_1")))?;
+    // Write to a temporary name and rename at the end: a failed conversion leaves no broken file.
+    let tmp_path = format!("{out_path}.part");
+    let file = std::fs::File::create(&tmp_path).map_err(|e| Error::Io(format!("{tmp_path}: {e}")))?;
+    let mut out = std::io::BufWriter::new(file);
+    let result = mobilellm_web::convert::convert_dir(&dir, &mut out, ty, &mut |p| {
+        eprint!("\rconvert: {}/{} tensors, {} MB  {:<40}", p.done, p.total, p.bytes_written >> 20, p.name);
+    })
+    .and_then(|r| out.flush().map(|_| r).map_err(Error::from));
+    eprintln!();
+    match result {
+        Ok(report) => {
+            std::fs::rename(&tmp_path, &out_path).map_err(|e| Error::Io(format!("{out_path}: {e}")))?;
+            eprintln!("convert: {report}");
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp_path);
+            Err(e.into())
+        }
+    }
 }
