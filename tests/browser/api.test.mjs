@@ -186,10 +186,8 @@ test('generation: shape, interrupt, abort by signal, ContextFull, unload', async
 
   assert.equal(r.interrupt.finish, 'abort');
   assert.ok(r.interrupt.completion < 400, `stopped early (${r.interrupt.completion} tokens)`);
-  assert.ok(r.interrupt.ms < 1000, `interrupt took ${r.interrupt.ms.toFixed(0)} ms`);
 
   assert.deepEqual({ threw: r.abort.threw, name: r.abort.name }, { threw: true, name: 'Aborted' });
-  assert.ok(r.abort.ms < 1000, `abort took ${r.abort.ms.toFixed(0)} ms`);
   assert.equal(r.preAborted, 'Aborted');
   assert.ok(r.after.usage.completion_tokens >= 1, 'generation works after an abort');
 
@@ -200,6 +198,9 @@ test('generation: shape, interrupt, abort by signal, ContextFull, unload', async
   assert.equal(r.badArgs, 'InvalidArgument');
   assert.equal(r.afterUnload, 'Unloaded');
   console.log(`interrupt ${r.interrupt.ms.toFixed(0)} ms, abort ${r.abort.ms.toFixed(0)} ms, ContextFull ${r.ctx.ms.toFixed(0)} ms`);
+  // Last, so a slow engine step does not hide the checks above: both stop "at once".
+  assert.ok(r.interrupt.ms < 1000, `interrupt took ${r.interrupt.ms.toFixed(0)} ms`);
+  assert.ok(r.abort.ms < 1000, `abort took ${r.abort.ms.toFixed(0)} ms`);
 });
 
 test('deleteCached removes the entry', async () => {

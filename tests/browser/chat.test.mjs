@@ -78,7 +78,7 @@ test('the page loads SmolLM2 and streams a greedy reply equal to the native CLI 
   await setSettings({ temperature: 0, top_p: 1, max_tokens: N });
   await send(PROMPT);
   // Streaming: text appears while the reply is still being generated.
-  await waitMidReply(12);
+  await waitMidReply(30);
   await page.screenshot({ path: path.join(outDir(), 'chat-desktop.png') });
   await waitStatus('ready');
   const res = await page.evaluate(() => window.__app.lastResult);
