@@ -53,7 +53,7 @@ fetch_model() {
 
 case "${1:-build}" in
   build) build ;;
-  serve) build; fetch_model; exec node www/serve.mjs --root www --port "${PORT:-8080}" --host "${HOST:-127.0.0.1}" ;;
+  serve) bash scripts/setup.sh >&2; build; fetch_model; exec node www/serve.mjs --root www --port "${PORT:-8080}" --host "${HOST:-127.0.0.1}" ;;
   serve-only) fetch_model; exec node www/serve.mjs --root www --port "${PORT:-8080}" --host "${HOST:-127.0.0.1}" ;;
   fetch-model) fetch_model ;;
   *) echo "usage: $0 [build|serve|serve-only|fetch-model]" >&2; exit 2 ;;

@@ -11,6 +11,7 @@ export MOBILELLM_MODEL="$(bash scripts/fetch_model.sh)"
 bash scripts/fetch_vocab.sh >/dev/null
 
 echo "== cargo tests (profile ci: optimised, so the CPU reference runs the real model quickly)"
+mkdir -p target
 cargo test --profile ci --no-fail-fast -- --test-threads=1 --show-output 2>&1 | tee target/test-output.txt
 echo "== browser tests"
 bash scripts/test_browser.sh

@@ -9,8 +9,8 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund || npm install --no-audit --no-fund
 [ "${SKIP_BUILD:-0}" = 1 ] || ./build.sh
 ./build.sh fetch-model
-# The reference: the same engine natively, release build (the chat test runs it twice).
-[ "${SKIP_BUILD:-0}" = 1 ] && [ -x target/release/mobilellm ] || cargo build --release --bin mobilellm
+# The reference: the same engine natively, in the optimised `ci` profile the Rust tests already built.
+[ "${SKIP_BUILD:-0}" = 1 ] && [ -x target/ci/mobilellm ] || cargo build --profile ci --bin mobilellm
 
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(api chat)

@@ -72,6 +72,16 @@ fn smollm2_teacher_forced_against_cpu_reference_and_llama_cpp() {
     let cfg = ModelConfig::from_gguf(&file).unwrap();
     let tensors = ModelTensors::from_gguf(&file, &bytes, &cfg).unwrap();
     let cpu_model = CpuModel::new(&cfg, &tensors).unwrap();
+    // The reference logits of every case, computed once for both precision paths.
+    let cases = cases();
+    let cpu_all: Vec<Vec<Vec<f32>>> = cases
+        .iter()
+        .map(|c| {
+            let mut seq = c.prompt.clone();
+            seq.extend(&c.continuation);
+            CpuSession::new(&cpu_model).forward(&seq).unwrap()
+        })
+        .collect();
     // Both precision paths the adapter has (f32 always; f16 on lavapipe).
     for force_f32 in [true, false] {
         let gpu = Rc::new(common::gpu(force_f32));
@@ -84,11 +94,10 @@ fn smollm2_teacher_forced_against_cpu_reference_and_llama_cpp() {
         let (mut agree_llama, mut total, mut clear, mut clear_ok) = (0, 0, 0, 0);
         let mut max_top_diff = 0f32;
         let mut near_ties = Vec::new();
-        for case in cases() {
+        for (case, cpu_rows) in cases.iter().zip(&cpu_all) {
             let mut seq = case.prompt.clone();
             seq.extend(&case.continuation);
             let gpu_rows = pollster::block_on(sess.top_logits(&seq, 2)).unwrap();
-            let cpu_rows = CpuSession::new(&cpu_model).forward(&seq).unwrap();
             for (i, &want) in case.continuation.iter().enumerate() {
                 let p = case.prompt.len() - 1 + i;
                 let g = &gpu_rows[p];

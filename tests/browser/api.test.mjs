@@ -125,13 +125,18 @@ test('generation: shape, interrupt, abort by signal, ContextFull, unload', async
     // interrupt(): the stream ends at once with finish_reason "abort".
     {
       const stream = await llm.chat.completions.create({ messages: user('Tell me a long story about a dragon.'), stream: true, max_tokens: 400, ignore_eos: true, seed: 1 });
-      let n = 0, tStop = 0, last = null;
+      let n = 0, tStop = 0, last = null, tPrev = 0, stepMs = 0;
       for await (const chunk of stream) {
         last = chunk;
-        if (chunk.choices[0].delta.content) n++;
+        if (chunk.choices[0].delta.content) {
+          n++;
+          const now = performance.now();
+          if (n === 3) stepMs = now - tPrev; // one decode step, for the stop bound below
+          tPrev = now;
+        }
         if (n === 3 && !tStop) { tStop = performance.now(); llm.interrupt(); }
       }
-      out.interrupt = { ms: performance.now() - tStop, finish: last.choices[0].finish_reason, completion: last.usage.completion_tokens, chunksAfter: 0 };
+      out.interrupt = { ms: performance.now() - tStop, stepMs, finish: last.choices[0].finish_reason, completion: last.usage.completion_tokens, chunksAfter: 0 };
     }
 
     // AbortSignal: the iteration throws Aborted quickly; the engine stays usable.
@@ -198,8 +203,10 @@ test('generation: shape, interrupt, abort by signal, ContextFull, unload', async
   assert.equal(r.badArgs, 'InvalidArgument');
   assert.equal(r.afterUnload, 'Unloaded');
   console.log(`interrupt ${r.interrupt.ms.toFixed(0)} ms, abort ${r.abort.ms.toFixed(0)} ms, ContextFull ${r.ctx.ms.toFixed(0)} ms`);
-  // Last, so a slow engine step does not hide the checks above: both stop "at once".
-  assert.ok(r.interrupt.ms < 1000, `interrupt took ${r.interrupt.ms.toFixed(0)} ms`);
+  // interrupt() takes effect at the next decode step boundary (a submitted GPU step cannot be
+  // cancelled): within one step, under a second on real GPUs, 5-8 s on SwiftShader.
+  assert.ok(r.interrupt.ms < 1.5 * r.interrupt.stepMs + 1000, `interrupt took ${r.interrupt.ms.toFixed(0)} ms; a step is ${r.interrupt.stepMs.toFixed(0)} ms`);
+  // An AbortSignal rejects the caller's promise at once.
   assert.ok(r.abort.ms < 1000, `abort took ${r.abort.ms.toFixed(0)} ms`);
 });
 

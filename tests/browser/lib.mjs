@@ -105,7 +105,7 @@ export function outDir() {
 
 /** The native CLI (release build, f32 path like SwiftShader's). */
 export function cli(args) {
-  const bin = process.env.MOBILELLM_CLI || path.join(ROOT, 'target/release/mobilellm');
+  const bin = process.env.MOBILELLM_CLI || path.join(ROOT, 'target/ci/mobilellm');
   const out = execFileSync(bin, args, {
     encoding: 'utf8', maxBuffer: 64 << 20, timeout: 600_000,
     env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR || mkdtempSync(path.join(os.tmpdir(), 'xdg-')) },
