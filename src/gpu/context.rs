@@ -75,7 +75,7 @@ impl Gpu {
             first_error,
             device,
             queue,
-            info: adapter.get_info(),
+            info,
             limits,
             f16: want_f16,
             pipelines: RefCell::new(HashMap::new()),
