@@ -6,6 +6,7 @@
 #   ./build.sh            build (release)
 #   ./build.sh serve      build, fetch the default model into www/models/, serve on 127.0.0.1:8080
 #   ./build.sh serve-only skip the build (reuse www/pkg), fetch the model, serve
+#   ./build.sh pack       build, then `npm pack` the package into target/npm/ (SKIP_BUILD=1 reuses www/pkg)
 # Environment: PORT (8080), HOST (127.0.0.1), NO_WASM_OPT=1 to skip wasm-opt.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -37,6 +38,9 @@ build() {
   raw=$(stat -c %s "$PKG/mobilellm_web_bg.wasm")
   gz=$(gzip -9 -c "$PKG/mobilellm_web_bg.wasm" | wc -c)
   echo "build.sh: $PKG/mobilellm_web_bg.wasm: $raw bytes ($gz gzipped)" >&2
+  # The service worker's file list with content hashes (www/precache-manifest.js): a new build is
+  # a new version, so installed copies of the page replace their cached files.
+  node scripts/precache.mjs www
 }
 
 fetch_model() {
@@ -51,10 +55,24 @@ fetch_model() {
   echo "build.sh: model at $dst" >&2
 }
 
+# The npm package `mobilellm-web`: the modules reachable from www/mobilellm.js (not the chat page),
+# the wasm, and www/npm/ (package.json template, index.d.ts, README), packed with `npm pack`.
+pack_npm() {
+  [ "${SKIP_BUILD:-0}" = 1 ] && [ -f "$PKG/mobilellm_web_bg.wasm" ] || build >&2
+  local out=target/npm/mobilellm-web
+  rm -rf "$out" target/npm/mobilellm-web-*.tgz
+  node www/npm/assemble.mjs "$out" >&2
+  local tgz
+  tgz=$(cd "$out" && npm pack --pack-destination .. --silent | tail -n 1)
+  echo "build.sh: $(stat -c %s "target/npm/$tgz") bytes, $(tar -tzf "target/npm/$tgz" | wc -l) files" >&2
+  echo "$PWD/target/npm/$tgz"
+}
+
 case "${1:-build}" in
   build) build ;;
   serve) bash scripts/setup.sh >&2; build; fetch_model; exec node www/serve.mjs --root www --port "${PORT:-8080}" --host "${HOST:-127.0.0.1}" ;;
-  serve-only) fetch_model; exec node www/serve.mjs --root www --port "${PORT:-8080}" --host "${HOST:-127.0.0.1}" ;;
+  serve-only) fetch_model; node scripts/precache.mjs www; exec node www/serve.mjs --root www --port "${PORT:-8080}" --host "${HOST:-127.0.0.1}" ;;
   fetch-model) fetch_model ;;
-  *) echo "usage: $0 [build|serve|serve-only|fetch-model]" >&2; exit 2 ;;
+  pack) pack_npm ;;
+  *) echo "usage: $0 [build|serve|serve-only|fetch-model|pack]" >&2; exit 2 ;;
 esac

@@ -10,7 +10,7 @@ use mobilellm_web::gpu::ops::attention::attention;
 use mobilellm_web::gpu::ops::rope_kv::kv_cache_bytes;
 use mobilellm_web::gpu::ops::topk::{out_words_per_row, topk};
 use mobilellm_web::gpu::ops::AttnShape;
-use mobilellm_web::gpu::{Gpu, GpuOptions, Op, StepParams, TokenCount};
+use mobilellm_web::gpu::{Gpu, GpuOptions, Precision, Op, StepParams, TokenCount};
 
 /// Milliseconds per run of `ops`: `reps` copies encoded into one pass, after a warm-up.
 fn time_ops(gpu: &Gpu, ops: &[Op], step: &StepParams, step_buf: &wgpu::Buffer, reps: usize) -> f64 {
@@ -26,7 +26,7 @@ fn time_ops(gpu: &Gpu, ops: &[Op], step: &StepParams, step_buf: &wgpu::Buffer, r
 
 fn main() {
     let force_f32 = std::env::args().any(|a| a == "--f32");
-    let gpu = pollster::block_on(Gpu::new(&GpuOptions { force_f32 })).expect("GPU adapter");
+    let gpu = pollster::block_on(Gpu::new(&GpuOptions { precision: if force_f32 { Precision::F32 } else { Precision::F16 } })).expect("GPU adapter");
     println!("adapter: {}", gpu.adapter_summary());
     let step = gpu.uniform_buffer("step", std::mem::size_of::<StepParams>() as u64);
 

@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use mobilellm_web::gpu::ops::matmul::{matmul, Epilogue};
-use mobilellm_web::gpu::{Gpu, GpuOptions, GpuWeight, StepParams, TokenCount};
+use mobilellm_web::gpu::{Gpu, GpuOptions, Precision, GpuWeight, StepParams, TokenCount};
 use mobilellm_web::quant::GgmlType;
 
 /// Random block bytes (any quant bit pattern is valid; small f16 scales).
@@ -84,7 +84,7 @@ fn main() {
         paths.push(false);
     }
     for force_f32 in paths {
-        let gpu = pollster::block_on(Gpu::new(&GpuOptions { force_f32 })).expect("GPU adapter");
+        let gpu = pollster::block_on(Gpu::new(&GpuOptions { precision: if force_f32 { Precision::F32 } else { Precision::F16 } })).expect("GPU adapter");
         if !force_f32 && !gpu.f16 {
             break;
         }

@@ -29,6 +29,11 @@ if [ -f package.json ] && [ ! -d node_modules ]; then
   npm ci --no-audit --no-fund || npm install --no-audit --no-fund
 fi
 
+# llama.cpp (node-llama-cpp, prebuilt CPU binaries from npm) for the converter's interop test.
+if [ ! -d tools/reference/node_modules/node-llama-cpp ]; then
+  (cd tools/reference && npm install --no-audit --no-fund)
+fi
+
 # numpy for the converter's fixture checkpoints (tests/fixtures/make_checkpoint.py).
 bash scripts/fetch_numpy.sh
 

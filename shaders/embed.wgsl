@@ -1,11 +1,7 @@
 // out[t, :] = table[tokens[t], :] dequantised to f32 (exactly as the CPU dequantiser does).
 // The table is in the layout of src/gpu/repack.rs; one thread expands one 16-byte unit.
 // The decoding mirrors dequant() in matmul.wgsl, in f32 only (a gather has no arithmetic to save).
-
-override WTYPE: u32;            // 0 F32, 1 F16, 2 BF16, 3 Q8_0, 4 Q4_0, 5 Q4_1
-override ROWS: u32;             // vocabulary size
-override COLS: u32;             // embedding width
-override ROW_UNITS: u32;        // vec4<u32> units per row
+// WTYPE, ROWS (vocabulary size), COLS (embedding width), ROW_UNITS and epu() come from weights.wgsl.
 
 const WG: u32 = 64u;
 
@@ -48,15 +44,6 @@ fn dequant(row: u32, u: u32, j: u32) -> vec4<f32> {
             let dm = unpack2x16float(ws[row * nb + u]);
             return nibbles(w[j % 4u], j >= 4u) * dm.x + dm.y;
         }
-    }
-}
-
-fn epu() -> u32 {
-    switch WTYPE {
-        case 0u: { return 4u; }
-        case 1u, 2u: { return 8u; }
-        case 3u: { return 16u; }
-        default: { return 32u; }
     }
 }
 

@@ -13,10 +13,8 @@
 // Precision: dequantised weights, x and the 4-term dots are act_t (f16 on the f16 path: packed
 // math on GPUs); every dot is added to an f32 accumulator, so error does not grow with COLS in f16.
 
-override WTYPE: u32;            // 0 F32, 1 F16, 2 BF16, 3 Q8_0, 4 Q4_0, 5 Q4_1
-override ROWS: u32;             // rows of W (outputs per token)
-override COLS: u32;             // columns of W (inputs per token)
-override ROW_UNITS: u32;        // vec4<u32> units per row of W
+// WTYPE, ROWS (outputs per token), COLS (inputs per token), ROW_UNITS and epu() come from
+// weights.wgsl.
 override TPR: u32 = 8u;         // threads per row group: a power of two <= WG
 override ACCUMULATE: bool = false;
 override ONE_TOKEN: bool = false; // exactly one token (row 0 of x and y), whatever step.n_tokens
@@ -39,16 +37,6 @@ const SLOTS: u32 = 4u;          // accumulators per token per thread (4 rows, or
 @group(0) @binding(6) var<storage, read> ws2: array<u32>;
 
 var<workgroup> red: array<f32, WG * SLOTS * TT>;
-
-// Elements per 16-byte unit of a row.
-fn epu() -> u32 {
-    switch WTYPE {
-        case 0u: { return 4u; }
-        case 1u, 2u: { return 8u; }
-        case 3u: { return 16u; }
-        default: { return 32u; }
-    }
-}
 
 // Branches, not select(): select would load from both buffers.
 fn scale_word(second: bool, i: u32) -> u32 {

@@ -107,7 +107,11 @@ fn load(row: u32, wgx: u32, f: u32) -> vec2<u32> {
     if (!MERGE) {
         let first = wgx * SLICE;
         let v = bitcast<f32>(src[row * VOCAB + first + f]) * step.inv_temperature;
-        return vec2<u32>(key_of(v), first + f);
+        // NaN (a NaN logit, or 0 * inf) ranks as -inf, as in the CPU mirror. Tested on the bits:
+        // WGSL lets compilers assume floats are never NaN, so `v != v` may fold to false.
+        let nan = (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+        // 0x007fffff = key_of(-inf), written out: Tint rejects a constant -inf expression.
+        return vec2<u32>(select(key_of(v), 0x007fffffu, nan), first + f);
     }
     let at = (row * IN_LISTS + wgx * LPW + f / K) * (2u * K + 2u) + 2u * (f % K);
     return vec2<u32>(key_of(bitcast<f32>(src[at + 1u])), src[at]);

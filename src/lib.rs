@@ -17,5 +17,7 @@ pub mod engine;
 pub mod convert;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm_convert;
 
 pub use error::{Error, Result};

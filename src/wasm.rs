@@ -41,7 +41,7 @@ pub fn last_panic() -> Option<String> {
 }
 
 /// A JS `Error` named by the error's stable code.
-fn js_error(e: &Error) -> JsValue {
+pub(crate) fn js_error(e: &Error) -> JsValue {
     named_error(e.code(), &e.to_string())
 }
 
@@ -103,7 +103,8 @@ impl ModelLoader {
 }
 
 async fn load_model(bytes: Vec<u8>, force_f32: bool) -> Result<Model, JsValue> {
-    let gpu = Gpu::new(&GpuOptions { force_f32 }).await.map_err(|e| js_error(&e))?;
+    let opts = if force_f32 { GpuOptions::f32() } else { GpuOptions::default() };
+    let gpu = Gpu::new(&opts).await.map_err(|e| js_error(&e))?;
     let inner = LoadedModel::load(Rc::new(gpu), &bytes).map_err(|e| js_error(&e))?;
     // The weights now live on the GPU; the file buffer is freed here.
     drop(bytes);
@@ -255,6 +256,12 @@ impl WasmSession {
         Ok(s.cached.len() as u32)
     }
 
+    /// Leading tokens of `prompt` a generate() now would reuse from the cache (not prefill).
+    pub fn reusable_prefix(&self, prompt: &[u32]) -> Result<u32, JsValue> {
+        let s = self.inner.try_borrow().map_err(|_| invalid("session busy"))?;
+        Ok(s.reusable_prefix(prompt) as u32)
+    }
+
     /// Runs `prompt` (reusing the cached prefix) and samples; calls `on_token(text, id)` per token.
     /// Resolves to JSON {prompt_tokens, prefill_tokens, tokens, text, finish, prefill_ms,
     /// decode_ms, ttft_ms}.
@@ -286,6 +293,17 @@ impl WasmSession {
                 "readback_bytes_per_step": r.readback_bytes_per_step,
             });
             Ok(JsValue::from_str(&json.to_string()))
+        })
+    }
+
+    /// Per-kernel times of one decode step after `prompt` (replaces the cached conversation).
+    /// Resolves to JSON {kv_len, step_ms, round_trip_ms, ops: [{op, per_step, ms_per_step}]}.
+    pub fn profile_decode(&self, prompt: Vec<u32>, steps: u32) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut session = inner.try_borrow_mut().map_err(|_| invalid("a generation is running on this session"))?;
+            let p = session.profile_decode(&prompt, steps as usize).await.map_err(|e| js_error(&e))?;
+            Ok(JsValue::from_str(&serde_json::to_string(&p).unwrap_or_default()))
         })
     }
 

@@ -88,3 +88,28 @@ fn errors_are_one_line_without_panic() {
     let (code, _, err) = run(&["generate", "--bogus"]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// `bench --profile`: every dispatch of a decode step is accounted for once, by kernel.
+#[test]
+fn bench_profile_accounts_for_every_dispatch() {
+    let m = model_file("b.gguf");
+    let m = m.to_str().unwrap();
+    let (code, out, err) = run(&["bench", "--model", m, "--prompt-len", "6", "--gen", "3", "--profile", "--json", "--f32"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    let p = &v["decode_profile"];
+    let ops = p["ops"].as_array().unwrap();
+    let per_step: u64 = ops.iter().map(|o| o["per_step"].as_u64().unwrap()).sum();
+    assert_eq!(per_step, v["dispatches_per_token"].as_u64().unwrap(), "{p}");
+    assert_eq!(p["kv_len"].as_u64(), Some(6));
+    for kernel in ["embed", "rmsnorm", "matmul", "matmul_swiglu", "rope_kv", "attn_split", "topk_select"] {
+        assert!(ops.iter().any(|o| o["op"].as_str().unwrap().split(' ').next() == Some(kernel)), "no {kernel} in {p}");
+    }
+    assert!(p["step_ms"].as_f64().unwrap() > 0.0);
+    // Sorted, largest first.
+    let ms: Vec<f64> = ops.iter().map(|o| o["ms_per_step"].as_f64().unwrap()).collect();
+    assert!(ms.windows(2).all(|w| w[0] >= w[1]), "{ms:?}");
+    // Without --profile there is no profile.
+    let (_, out, _) = run(&["bench", "--model", m, "--prompt-len", "4", "--gen", "2", "--json"]);
+    assert!(serde_json::from_str::<Value>(out.trim()).unwrap()["decode_profile"].is_null());
+}

@@ -140,6 +140,25 @@ fn topk_penalty_off_leaves_logits() {
     check(gpu, 32000, 8, TokenCount::Step, 3, false, 1.0, 0.5, 9);
 }
 
+/// The GPU reduction of one row, as (id, logit) pairs and the logsumexp.
+fn gpu_candidates(gpu: &Gpu, data: &[f32], history: &[u32], params: &SamplingParams, k: u32) -> (Vec<(u32, f32)>, f32) {
+    let vocab = data.len() as u32;
+    let step = gpu.uniform_buffer("step", std::mem::size_of::<StepParams>() as u64);
+    let lb = gpu.storage_buffer_init("logits", bytemuck::cast_slice(data));
+    let hb = gpu.storage_buffer_init("history", bytemuck::cast_slice(history));
+    let out = gpu.storage_buffer("out", out_words_per_row(k) as u64 * 4);
+    let ops = topk(gpu, &step, &lb, vocab, &hb, k, TokenCount::One, 1, &out);
+    let mut p = StepParams::new(0, 1);
+    p.n_history = history.len() as u32;
+    p.repeat_penalty = params.repeat_penalty;
+    p.inv_temperature = 1.0 / params.temperature;
+    gpu.run_ops(&ops.iter().collect::<Vec<_>>(), &p, &step);
+    let got = pollster::block_on(gpu.read_buffer(&out, 0, out_words_per_row(k) as u64 * 4)).unwrap();
+    let got: &[u32] = bytemuck::cast_slice(&got);
+    let pairs = (0..k as usize).map(|i| (got[2 * i], f32::from_bits(got[2 * i + 1]))).collect();
+    (pairs, f32::from_bits(got[2 * k as usize]))
+}
+
 /// The GPU reduction equals the sampler's CPU mirror (`candidates_from_logits`).
 #[test]
 fn topk_equals_sampler_mirror() {
@@ -151,23 +170,32 @@ fn topk_equals_sampler_mirror() {
     let history: Vec<u32> = (0..64).map(|i| i * 761 % vocab).collect();
     let params = SamplingParams { temperature: 0.8, repeat_penalty: 1.15, repeat_last_n: 64, ..Default::default() };
     let (want, want_lse) = candidates_from_logits(&data, &history, &params, k as usize);
-
-    let step = gpu.uniform_buffer("step", std::mem::size_of::<StepParams>() as u64);
-    let lb = gpu.storage_buffer_init("logits", bytemuck::cast_slice(&data));
-    let hb = gpu.storage_buffer_init("history", bytemuck::cast_slice(&history));
-    let out = gpu.storage_buffer("out", out_words_per_row(k) as u64 * 4);
-    let ops = topk(gpu, &step, &lb, vocab, &hb, k, TokenCount::One, 1, &out);
-    let mut p = StepParams::new(0, 1);
-    p.n_history = history.len() as u32;
-    p.repeat_penalty = params.repeat_penalty;
-    p.inv_temperature = 1.0 / params.temperature;
-    gpu.run_ops(&ops.iter().collect::<Vec<_>>(), &p, &step);
-    let got = pollster::block_on(gpu.read_buffer(&out, 0, out_words_per_row(k) as u64 * 4)).unwrap();
-    let got: &[u32] = bytemuck::cast_slice(&got);
+    let (got, lse) = gpu_candidates(gpu, &data, &history, &params, k);
     for (i, c) in want.iter().enumerate() {
-        assert_eq!(got[2 * i], c.id, "rank {i}");
-        assert!((f32::from_bits(got[2 * i + 1]) - c.logit).abs() <= 1e-6 * c.logit.abs(), "rank {i}");
+        assert_eq!(got[i].0, c.id, "rank {i}");
+        assert!((got[i].1 - c.logit).abs() <= 1e-6 * c.logit.abs(), "rank {i}");
     }
-    let lse = f32::from_bits(got[2 * k as usize]);
     assert!((lse - want_lse).abs() <= 2e-6 * want_lse.abs(), "lse {lse} vs {want_lse}");
+}
+
+/// NaN logits (a broken model, an overflow) rank as -inf on the GPU as in the CPU mirror: they
+/// are never sampled and add nothing to the logsumexp.
+#[test]
+fn topk_ranks_nan_as_negative_infinity() {
+    let gpu = &gpus()[0];
+    let mut rng = Rng(5);
+    let mut data = logits(&mut rng, 4096, false);
+    let top = (0..data.len()).max_by(|&a, &b| data[a].total_cmp(&data[b])).unwrap();
+    for i in [top, 0, 7, 4095] {
+        data[i] = f32::NAN;
+    }
+    data[9] = f32::from_bits(0xffc0_0001); // a negative NaN with payload
+    let params = SamplingParams { temperature: 1.0, repeat_penalty: 1.0, ..Default::default() };
+    let (want, want_lse) = candidates_from_logits(&data, &[], &params, 16);
+    let (got, lse) = gpu_candidates(gpu, &data, &[], &params, 16);
+    for (i, c) in want.iter().enumerate() {
+        assert_eq!(got[i].0, c.id, "rank {i}");
+        assert!(!got[i].1.is_nan() && (got[i].1 - c.logit).abs() <= 1e-6 * c.logit.abs(), "rank {i}: {} vs {}", got[i].1, c.logit);
+    }
+    assert!(lse.is_finite() && (lse - want_lse).abs() <= 2e-6 * want_lse.abs(), "lse {lse} vs {want_lse}");
 }

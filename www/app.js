@@ -2,11 +2,14 @@
 // conversation kept in localStorage. All model output is inserted as text (textContent), never
 // as HTML. `window.__app` exposes the state to the end-to-end tests.
 
-import { MobileLLM, hasWebGPU, listCached, deleteCached } from './mobilellm.js';
+import { MobileLLM, hasWebGPU, listCached, deleteCached, resolveModelSource, describeCacheKey } from './mobilellm.js';
+import { startOffline } from './offline.js';
 
 const DEFAULT_MODEL = new URL('models/SmolLM2-135M-Instruct.Q4_1.gguf', location.href).href;
 const DEFAULT_SETTINGS = { system: '', temperature: 0.7, top_p: 0.9, max_tokens: 512 };
-const KEYS = { chat: 'mobilellm.chat.v1', settings: 'mobilellm.settings.v1', model: 'mobilellm.model.v1' };
+const KEYS = { chat: 'mobilellm.chat.v1', settings: 'mobilellm.settings.v1', model: 'mobilellm.model.v1', hfToken: 'mobilellm.hfToken.v1', complete: 'mobilellm.complete.v1' };
+// Where bare repository names (owner/name) resolve: huggingface.co, or ?hub=<url> (tests, mirrors).
+const HUB_URL = new URLSearchParams(location.search).get('hub') || undefined;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -19,6 +22,7 @@ const ui = {
   setSystem: $('set-system'), setTemperature: $('set-temperature'), setTopP: $('set-top-p'),
   setMaxTokens: $('set-max-tokens'), outTemperature: $('out-temperature'), outTopP: $('out-top-p'),
   settingsReset: $('settings-reset'),
+  modelFamily: $('model-family'), hfToken: $('hf-token'), completeMode: $('complete-mode'),
 };
 
 const app = {
@@ -29,8 +33,14 @@ const app = {
   lastResult: null,  // the final chunk of the last reply (usage, timings, debug)
   loadStats: null,
   loadAbort: null,
+  complete: load(KEYS.complete, false), // completion mode: no chat template (base models)
 };
 window.__app = app;
+
+// Offline use (offline.js: service worker, "available offline", storage). The chosen model is the
+// loaded one, else the one picked in the form.
+const offline = startOffline({ chosenModel: () => app.llm?.info?.url ?? cacheKeyOf(selectedModelUrl()), modelName });
+app.offline = offline.state;
 
 function load(key, fallback) {
   try { return JSON.parse(localStorage.getItem(key)) ?? fallback; } catch { return fallback; }
@@ -63,8 +73,10 @@ function showProgress(p) {
   let text;
   switch (p.phase) {
     case 'download':
-      text = `Downloading ${mb(p.loaded)}${p.total ? ` / ${mb(p.total)}` : ''} MB` + (p.rate ? ` · ${mb(p.rate)} MB/s` : '');
+      text = `Downloading ${p.file ? `${p.file} ` : ''}${mb(p.loaded)}${p.total ? ` / ${mb(p.total)}` : ''} MB` + (p.rate ? ` · ${mb(p.rate)} MB/s` : '');
       break;
+    case 'convert': text = p.total ? `Converting to GGUF: tensor ${p.loaded} / ${p.total}` : 'Converting to GGUF…'; break;
+    case 'store': text = `Saving the converted model (${mb(p.total)} MB) to the cache…`; break;
     case 'cache': text = `Reading from cache ${Math.round(frac * 100)}%`; break;
     case 'read': text = `Reading ${Math.round(frac * 100)}%`; break;
     case 'compile': text = 'Uploading weights to the GPU and compiling shaders…'; break;
@@ -74,13 +86,23 @@ function showProgress(p) {
   ui.progressText.textContent = text;
 }
 
+/** What the form selects: a GGUF URL or a Hugging Face repository name (MobileLLM.load takes both). */
 function selectedModelUrl() {
   const source = ui.modelForm.elements['model-source'].value;
+  if (source === 'family') return ui.modelFamily.value;
   return source === 'url' ? ui.modelUrl.value.trim() : DEFAULT_MODEL;
 }
 
+/** The name a model is cached under: its URL, or the conversion key of a checkpoint (hf.js). */
+function cacheKeyOf(spec) {
+  try {
+    const s = resolveModelSource(spec, { hubUrl: HUB_URL, baseHref: location.href });
+    return s.kind === 'gguf' ? s.url : s.key;
+  } catch { return spec; }
+}
+
 async function loadModel(url) {
-  if (!url) { showLoadError('Enter the URL of a GGUF file.'); return; }
+  if (!url) { showLoadError('Enter the URL of a GGUF file or a Hugging Face repository (owner/name).'); return; }
   ui.loadError.hidden = true;
   const previous = app.llm;
   app.llm = null;
@@ -90,17 +112,25 @@ async function loadModel(url) {
   const abort = new AbortController();
   app.loadAbort = abort;
   try {
-    const llm = await MobileLLM.load(url, { onProgress: showProgress, signal: abort.signal });
+    const llm = await MobileLLM.load(url, {
+      onProgress: showProgress, signal: abort.signal, hubUrl: HUB_URL, hfToken: ui.hfToken.value.trim() || undefined,
+    });
     app.llm = llm;
     app.loadStats = llm.loadStats;
     save(KEYS.model, url);
-    ui.chip.textContent = modelName(url);
+    ui.chip.textContent = modelName(llm.info.url);
     ui.chip.title = `${llm.info.adapter} · context ${llm.info.n_ctx} tokens`;
-    ui.progressText.textContent = llm.loadStats.fromCache
+    const conv = llm.loadStats.conversion;
+    ui.progressText.textContent = (llm.loadStats.fromCache
       ? `Loaded from cache in ${(llm.loadStats.timings.total_ms / 1000).toFixed(1)} s`
-      : `Loaded in ${(llm.loadStats.timings.total_ms / 1000).toFixed(1)} s`;
+      : `Loaded in ${(llm.loadStats.timings.total_ms / 1000).toFixed(1)} s`) +
+      (conv ? ` (converted ${conv.report.arch}, ${conv.report.type.toUpperCase()}, in ${(conv.timings.convert_ms / 1000).toFixed(1)} s)` : '') +
+      // Base models: chat works through the plain "User:/Assistant:" fallback; Complete suits them better.
+      (llm.info.has_chat_template ? '' : ' · no chat template: try Complete mode');
     ui.progress.classList.remove('indeterminate');
     ui.progressFill.style.width = '100%';
+    // A fresh download is worth keeping: ask the browser not to evict it (offline.js shows the answer).
+    if (!llm.loadStats.fromCache) offline.requestPersist();
     setStatus('ready');
     ui.modelPanel.classList.add('collapsed');
     ui.prompt.focus();
@@ -122,6 +152,8 @@ function describeError(e) {
     UnsupportedModel: 'This model is not supported (Llama-style architectures with F32/F16/Q8_0/Q4_0/Q4_1 weights are).',
     WebGPUUnavailable: 'WebGPU is not available here.',
     Aborted: 'Loading was cancelled.',
+    GatedModel: 'This repository needs a Hugging Face access token: paste one under "Access token" (and accept the model\'s terms on its page).',
+    ConversionError: 'This checkpoint cannot be converted (Llama and MobileLLM checkpoints in safetensors or PyTorch format can).',
   };
   return `${hints[e?.name] ?? 'Something went wrong.'} (${e?.name ?? 'Error'}: ${e?.message ?? e})`;
 }
@@ -132,11 +164,14 @@ function showLoadError(text) {
 }
 
 function modelName(url) {
+  const converted = describeCacheKey(url);
+  if (converted) return converted;
   try { return decodeURIComponent(new URL(url).pathname.split('/').pop()).replace(/\.gguf$/i, ''); } catch { return url; }
 }
 
 async function refreshCached() {
   const items = await listCached().catch(() => []);
+  offline.refresh(items);
   ui.cachedList.replaceChildren();
   if (!items.length) {
     const li = document.createElement('li');
@@ -200,7 +235,8 @@ function scrollToEnd(force = false) {
 
 function requestMessages() {
   const msgs = [];
-  if (app.settings.system.trim()) msgs.push({ role: 'system', content: app.settings.system.trim() });
+  // Complete mode continues the conversation's text as it is: no system prompt, no template.
+  if (!app.complete && app.settings.system.trim()) msgs.push({ role: 'system', content: app.settings.system.trim() });
   // Failed replies stay on screen but are not part of what the model sees.
   for (const m of app.conversation) if (!m.error) msgs.push({ role: m.role, content: m.content });
   return msgs;
@@ -223,7 +259,7 @@ async function send(text) {
   const s = app.settings;
   try {
     const stream = await app.llm.chat.completions.create({
-      messages: requestMessages(), stream: true,
+      messages: requestMessages(), stream: true, raw: app.complete,
       temperature: s.temperature, top_p: s.top_p, max_tokens: s.max_tokens,
     });
     let last = null;
@@ -285,7 +321,22 @@ function readSettings() {
 // ---------- wiring ----------
 
 ui.modelForm.addEventListener('submit', (e) => { e.preventDefault(); loadModel(selectedModelUrl()); });
+ui.modelForm.addEventListener('change', () => offline.refresh());
 ui.modelUrl.addEventListener('focus', () => { ui.modelForm.elements['model-source'].value = 'url'; });
+ui.modelFamily.addEventListener('focus', () => { ui.modelForm.elements['model-source'].value = 'family'; });
+// The token stays in this page's localStorage only (MobileLLM.load sends it to huggingface.co only).
+ui.hfToken.value = load(KEYS.hfToken, '');
+$('hf-token-details').open = !!ui.hfToken.value; // a stored token is shown (masked), so it can be cleared
+ui.hfToken.addEventListener('change', () => {
+  const t = ui.hfToken.value.trim();
+  if (t) save(KEYS.hfToken, t); else localStorage.removeItem(KEYS.hfToken);
+});
+const showComplete = () => {
+  ui.completeMode.checked = app.complete;
+  ui.prompt.placeholder = app.complete ? 'Text for the model to continue…' : 'Message the model…';
+};
+ui.completeMode.addEventListener('change', () => { app.complete = ui.completeMode.checked; save(KEYS.complete, app.complete); showComplete(); });
+showComplete();
 ui.cancelLoad.addEventListener('click', () => app.loadAbort?.abort());
 ui.openModel.addEventListener('click', () => ui.modelPanel.classList.toggle('collapsed'));
 ui.composer.addEventListener('submit', (e) => {
@@ -332,8 +383,11 @@ async function start() {
   // Reopen the last model when it is already cached: no download, so no reason to ask.
   const last = load(KEYS.model, null);
   const cached = await listCached().catch(() => []);
-  if (last && cached.some((c) => c.url === last)) {
-    if (last !== DEFAULT_MODEL) { ui.modelForm.elements['model-source'].value = 'url'; ui.modelUrl.value = last; }
+  if (last && cached.some((c) => c.url === cacheKeyOf(last))) {
+    if ([...ui.modelFamily.options].some((o) => o.value === last)) {
+      ui.modelForm.elements['model-source'].value = 'family';
+      ui.modelFamily.value = last;
+    } else if (last !== DEFAULT_MODEL) { ui.modelForm.elements['model-source'].value = 'url'; ui.modelUrl.value = last; }
     loadModel(last);
   }
 }

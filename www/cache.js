@@ -62,6 +62,32 @@ async function findCached(cache, url) {
   return null;
 }
 
+/** A cached model by its key (URL, or a conversion key from hf.js), without any network request. */
+export async function openCached(url) {
+  if (!hasCaches()) return null;
+  const hit = await findCached(await caches.open(CACHE_NAME), url);
+  return hit ? { body: hit.res.body, size: hit.size, fromCache: true } : null;
+}
+
+/**
+ * Stores a model made in the browser (a converted checkpoint, a Blob or disk-backed File) under
+ * `url`, replacing older entries for it. Resolves false when there is no room (QuotaExceeded).
+ */
+export async function storeModel(url, blob) {
+  if (!hasCaches()) return false;
+  const cache = await caches.open(CACHE_NAME);
+  await deleteCached(url);
+  const key = cacheKey(url, blob.size);
+  try {
+    await cache.put(key, new Response(blob, { headers: entryHeaders(blob.size) }));
+    return true;
+  } catch (e) {
+    await cache.delete(key).catch(() => {});
+    if (e?.name === 'QuotaExceededError') return false;
+    throw new MobileLLMError('DownloadFailed', `could not store the converted model in the cache: ${e?.message || e}`);
+  }
+}
+
 /** Reports progress at most every 100 ms (and always the last call). */
 function throttled(onProgress) {
   let last = 0;

@@ -4,6 +4,10 @@
 //   const llm = await MobileLLM.load(url, { onProgress, signal });
 //   const stream = await llm.chat.completions.create({ messages, stream: true, temperature: 0.7 });
 //   for await (const chunk of stream) out += chunk.choices[0].delta.content ?? '';
+//   // A Hugging Face checkpoint is converted in the worker once, then cached; base models have
+//   // no chat template: continue raw text with completions.create.
+//   const base = await MobileLLM.load('facebook/MobileLLM-125M', { hfToken });
+//   const r = await base.completions.create({ prompt: 'The capital of France is', max_tokens: 16 });
 //
 // The engine runs in a Web Worker (worker.js); this module only sends typed messages
 // (protocol.js). One worker = one model = one KV-cached conversation: pass the whole message
@@ -11,8 +15,9 @@
 
 import { Msg, MobileLLMError, deserializeError } from './protocol.js';
 import { listCached, deleteCached } from './cache.js';
+import { resolveModelSource, describeCacheKey, CONVERT_TYPES, DEFAULT_CONVERT_TYPE } from './hf.js';
 
-export { MobileLLMError, listCached, deleteCached };
+export { MobileLLMError, listCached, deleteCached, resolveModelSource, describeCacheKey, CONVERT_TYPES, DEFAULT_CONVERT_TYPE };
 
 /** True when the browser exposes WebGPU (it may still have no usable adapter). */
 export function hasWebGPU() {
@@ -28,16 +33,26 @@ export class MobileLLM {
   #nextId = 1;
   #pending = new Map(); // request id -> {resolve, reject, onProgress?, onToken?}
   #closed = null;
+  #stoppers = new Map(); // generation request id -> "answer now with what you have"
 
   /** Model and GPU description once loaded: arch, n_ctx, n_vocab, adapter, f16, url, ... */
   info = null;
   /** How the model was obtained: {fromCache, timings: {download_ms, read_ms, compile_ms, total_ms}}. */
   loadStats = null;
   chat = { completions: { create: (req) => this.#create(req) } };
+  /**
+   * Completion mode, for base models: `prompt` is the raw text the model continues (no chat
+   * template). OpenAI-style `text_completion` objects ({choices: [{text, finish_reason}]}), or with
+   * `stream: true` an async iterable of them; the options are chat.completions.create's.
+   * (chat.completions.create({messages, raw: true}) is the same on the concatenated contents.)
+   */
+  completions = { create: (req) => this.#createCompletion(req) };
   /** Debugging and tests: teacher-forced logits and prompt tokenisation, on the same engine. */
   debug = {
     topLogits: (tokens, k = 2) => this.#request({ type: Msg.TOP_LOGITS, tokens: Array.from(tokens), k }),
     promptTokens: (messages) => this.#request({ type: Msg.TOKENIZE, messages: checkMessages(messages) }),
+    /** Per-kernel times of one decode step after `messages` (forgets the cached conversation). */
+    profileDecode: (messages, steps = 1) => this.#request({ type: Msg.PROFILE, messages: checkMessages(messages), steps }),
   };
 
   constructor(worker) {
@@ -50,32 +65,50 @@ export class MobileLLM {
   }
 
   /**
-   * Downloads (or reads from the cache) and loads a GGUF model.
-   * @param {string} url  any CORS-enabled URL (relative URLs resolve against the page)
+   * Downloads (or reads from the cache) and loads a GGUF model, or a Hugging Face checkpoint,
+   * which is downloaded, converted to GGUF in the worker and cached (a reload skips all three).
+   * @param {string} url  a GGUF URL (any CORS-enabled URL; relative URLs resolve against the page),
+   *   a Hugging Face repository ("facebook/MobileLLM-125M", "hf:owner/name@revision",
+   *   "https://huggingface.co/owner/name"), or a checkpoint folder URL ending with "/" (see hf.js)
    * @param {{onProgress?: (p: {phase: string, loaded?: number, total?: number, rate?: number, fromCache?: boolean}) => void,
    *          signal?: AbortSignal, forceF32?: boolean, contextLength?: number, useCache?: boolean,
-   *          workerUrl?: string | URL}} [opts]
+   *          workerUrl?: string | URL, wasmUrl?: string | URL,
+   *          hfToken?: string, hubUrl?: string, revision?: string, convertType?: string}} [opts]
+   *   workerUrl/wasmUrl: files hosted elsewhere. Checkpoints: hfToken for gated repositories (sent
+   *   to huggingface.co only, never stored), hubUrl (default https://huggingface.co), revision
+   *   (default main), convertType q8_0 (default) | q4_1 | q4_0 | f16 | f32.
    */
   static async load(url, opts = {}) {
-    const { onProgress, signal, forceF32 = false, contextLength = 0, useCache = true } = opts;
+    const { onProgress, signal, forceF32 = false, contextLength = 0, useCache = true, hfToken, hubUrl, revision, convertType } = opts;
     if (!hasWebGPU()) {
       throw new MobileLLMError('WebGPUUnavailable', 'this browser does not support WebGPU; try a recent Chrome, Edge or Safari');
     }
     signal?.throwIfAborted?.();
-    const abs = new URL(url, globalThis.location?.href).href;
-    const worker = new Worker(opts.workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module', name: 'mobilellm' });
+    // A GGUF URL, or a Hugging Face checkpoint (repository or folder) converted in the worker
+    // and cached under `source.key` (hf.js).
+    const source = resolveModelSource(url instanceof URL ? url.href : url, { hubUrl, revision, convertType, baseHref: globalThis.location?.href });
+    const abs = source.kind === 'gguf' ? source.url : source.key;
+    const checkpoint = source.kind === 'checkpoint' ? source : undefined;
+    const wasmUrl = opts.wasmUrl ? new URL(opts.wasmUrl, globalThis.location?.href).href : undefined;
+    // Written out in full so that bundlers (Vite, webpack) recognise the default worker and emit it
+    // with the .wasm it imports; apps that host the files elsewhere pass workerUrl / wasmUrl.
+    const worker = opts.workerUrl
+      ? new Worker(opts.workerUrl, { type: 'module', name: 'mobilellm' })
+      : new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'mobilellm' });
     const llm = new MobileLLM(worker);
     let id = 0;
     const onAbort = () => worker.postMessage({ type: Msg.CANCEL, target: id });
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const p = llm.#request({ type: Msg.LOAD, url: abs, forceF32, contextLength, useCache }, { onProgress });
+      const p = llm.#request({
+        type: Msg.LOAD, url: abs, forceF32, contextLength, useCache, wasmUrl, source: checkpoint, hfToken: checkpoint && hfToken ? String(hfToken) : undefined,
+      }, { onProgress });
       id = llm.#nextId - 1;
       const r = await p;
       // Aborted after the download, while the GPU upload ran: honour it now.
       if (signal?.aborted) throw new MobileLLMError('Aborted', 'model load aborted');
       llm.info = r.info;
-      llm.loadStats = { fromCache: r.fromCache, timings: r.timings };
+      llm.loadStats = { fromCache: r.fromCache, timings: r.timings, conversion: r.conversion ?? null };
       return llm;
     } catch (e) {
       llm.#terminate(e);
@@ -85,9 +118,21 @@ export class MobileLLM {
     }
   }
 
-  /** Stops the running generation now; its stream ends with finish_reason "abort". */
+  /**
+   * Stops the running generation now: its stream ends at once with finish_reason "abort" and the
+   * tokens received so far. The engine stops at its next step boundary in the background.
+   */
   interrupt() {
-    if (!this.#closed) this.#worker.postMessage({ type: Msg.INTERRUPT });
+    if (this.#closed) return;
+    this.#worker.postMessage({ type: Msg.INTERRUPT, upTo: this.#nextId - 1 });
+    for (const stop of [...this.#stoppers.values()]) stop();
+  }
+
+  /** Stops one generation (a stream left early, an aborted signal); others queued keep going. */
+  #stopOne(id) {
+    if (this.#closed) return;
+    this.#worker.postMessage({ type: Msg.INTERRUPT, ids: [id] });
+    this.#stoppers.get(id)?.();
   }
 
   /** Forgets the cached conversation (the next call prefills its whole prompt). */
@@ -129,6 +174,7 @@ export class MobileLLM {
     if (!p) return;
     switch (msg.type) {
       case Msg.PROGRESS: p.onProgress?.(msg.progress); break;
+      case Msg.STARTED: p.onStart?.(msg); break;
       case Msg.TOKEN: p.onToken?.(msg.text, msg.token); break;
       case Msg.RESULT: this.#pending.delete(msg.id); p.resolve(msg.value); break;
       case Msg.ERROR: this.#pending.delete(msg.id); p.reject(deserializeError(msg.error)); break;
@@ -146,24 +192,71 @@ export class MobileLLM {
       }
     }
     if (req.ignore_eos) options.ignore_eos = true; // benchmarks: decode exactly max_tokens
+    if (req.raw) options.raw = true; // completion mode: no chat template (worker.js promptIds)
     if (req.stop != null) options.stop = Array.isArray(req.stop) ? req.stop.map(String) : [String(req.stop)];
     const meta = { id: `chatcmpl-${Date.now().toString(36)}-${nextCompletionId++}`, created: Math.floor(Date.now() / 1000), model: this.info?.url ?? 'mobilellm' };
     return req.stream ? this.#stream(messages, options, req.signal, meta) : this.#complete(messages, options, req.signal, meta);
   }
 
-  /** Starts a generation; `onToken(text, id)` per token. Rejects with Aborted when `signal` fires. */
+  async #createCompletion(req) {
+    if (!req || typeof req !== 'object' || typeof req.prompt !== 'string' || !req.prompt) {
+      throw new MobileLLMError('InvalidArgument', 'completions.create() needs a non-empty string prompt');
+    }
+    const r = await this.#create({ ...req, messages: [{ role: 'user', content: req.prompt }], raw: true });
+    const asText = (c) => ({
+      ...c, id: c.id.replace(/^chatcmpl-/, 'cmpl-'), object: 'text_completion',
+      choices: c.choices.map(({ index, message, delta, finish_reason, logprobs }) => ({ index, text: (message ?? delta)?.content ?? '', finish_reason, logprobs })),
+    });
+    if (!req.stream) return asText(r);
+    return {
+      [Symbol.asyncIterator]() { return this; },
+      async next() { const n = await r.next(); return n.done ? n : { done: false, value: asText(n.value) }; },
+      return: () => r.return(),
+      finished: r.finished,
+    };
+  }
+
+  /**
+   * Starts a generation; `onToken(text, id)` per token. Resolves to the worker's result, or at
+   * once to the partial result when interrupt() is called: a decode step already submitted to the
+   * GPU cannot be cancelled (several seconds on a software adapter), so the caller gets its answer
+   * now and the worker finishes that step in the background; requests after it queue behind it.
+   * Rejects with Aborted when `signal` fires.
+   */
   #generate(messages, options, signal, onToken) {
     if (signal?.aborted) return Promise.reject(new MobileLLMError('Aborted', 'generation aborted'));
-    const p = this.#request({ type: Msg.GENERATE, messages, options }, { onToken });
-    if (!signal) return p;
-    return new Promise((resolve, reject) => {
-      const onAbort = () => {
-        this.interrupt();
-        reject(new MobileLLMError('Aborted', 'generation aborted'));
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    const seen = { tokens: [], text: '', promptTokens: null, t0: performance.now(), tFirst: null };
+    let settled = false;
+    const p = this.#request({ type: Msg.GENERATE, messages, options }, {
+      onStart: (s) => { seen.promptTokens = s.prompt_tokens; seen.cachedPrefix = s.cached_prefix; },
+      onToken: (text, id) => {
+        if (settled) return; // the caller was already answered (interrupted)
+        seen.tokens.push(id);
+        seen.text += text;
+        seen.tFirst ??= performance.now();
+        onToken?.(text, id);
+      },
     });
+    const id = this.#nextId - 1;
+    const result = new Promise((resolve, reject) => {
+      const finish = (fn, v) => {
+        if (settled) return;
+        settled = true;
+        this.#stoppers.delete(id);
+        signal?.removeEventListener('abort', onAbort);
+        fn(v);
+      };
+      const stopNow = () => finish(resolve, partialResult(seen));
+      const onAbort = () => {
+        finish(reject, new MobileLLMError('Aborted', 'generation aborted'));
+        this.#stopOne(id);
+      };
+      this.#stoppers.set(id, stopNow);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      p.then((r) => finish(resolve, r), (e) => finish(reject, e));
+    });
+    result.requestId = id;
+    return result;
   }
 
   async #complete(messages, options, signal, meta) {
@@ -212,7 +305,7 @@ export class MobileLLM {
       },
       /** Leaving a for-await loop early stops the generation. */
       async return() {
-        if (!ended) { ended = true; llm.interrupt(); await done.catch(() => {}); }
+        if (!ended) { ended = true; llm.#stopOne(done.requestId); await done.catch(() => {}); }
         return { done: true, value: undefined };
       },
       /** Resolves to the final response (usage, timings) once the generation ends. */
@@ -229,6 +322,26 @@ function checkMessages(messages) {
     }
     return { role: m.role, content: m.content };
   });
+}
+
+/** What an interrupted generation had produced when the caller stopped waiting for it. */
+function partialResult(seen) {
+  const now = performance.now();
+  const prompt = seen.promptTokens ?? 0;
+  return {
+    prompt_tokens: prompt,
+    prefill_tokens: seen.cachedPrefix == null ? null : prompt - seen.cachedPrefix,
+    tokens: seen.tokens,
+    text: seen.text,
+    finish: 'abort',
+    prefill_ms: null,
+    decode_ms: seen.tFirst == null ? null : now - seen.tFirst,
+    ttft_ms: seen.tFirst == null ? null : seen.tFirst - seen.t0,
+    cached_tokens: null,
+    prompt_ids: null,
+    n_ctx: null,
+    partial: true,
+  };
 }
 
 function usage(r) {

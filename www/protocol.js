@@ -3,16 +3,21 @@
 // any number of `progress` / `token` messages for that id, then exactly one `result` or `error`.
 //
 // Page -> worker (Request):
-/** @typedef {{id: number, type: 'load', url: string, forceF32: boolean, contextLength: number, useCache: boolean}} LoadRequest */
+/** @typedef {{id: number, type: 'load', url: string, forceF32: boolean, contextLength: number, useCache: boolean, wasmUrl?: string, source?: object, hfToken?: string}} LoadRequest */
+//   source: hf.js resolveModelSource() of a Hugging Face checkpoint (kind 'checkpoint'): the worker
+//   downloads, converts and caches it under `url` (the conversion key); hfToken goes to huggingface.co only.
 /** @typedef {{id: number, type: 'generate', messages: {role: string, content: string}[], options: object}} GenerateRequest */
+//   options.raw: completion mode: no chat template, the messages' contents are the text to continue.
 /** @typedef {{id: number, type: 'reset'} | {id: number, type: 'unload'}} SimpleRequest */
 /** @typedef {{id: number, type: 'topLogits', tokens: number[], k: number}} TopLogitsRequest */
-/** @typedef {{id: number, type: 'tokenize', messages: {role: string, content: string}[]}} TokenizeRequest */
-/** @typedef {{type: 'interrupt'} | {type: 'cancel', target: number}} ControlMessage  (no reply) */
+/** @typedef {{id: number, type: 'tokenize', messages: {role: string, content: string}[], raw?: boolean}} TokenizeRequest */
+/** @typedef {{type: 'interrupt', upTo: number} | {type: 'cancel', target: number}} ControlMessage  (no reply) */
 //
 // Worker -> page (Reply):
-/** @typedef {{phase: 'download'|'cache'|'compile'|'ready', loaded?: number, total?: number, rate?: number, fromCache?: boolean}} Progress */
+/** @typedef {{phase: 'download'|'convert'|'store'|'cache'|'read'|'compile'|'ready', loaded?: number, total?: number, rate?: number, fromCache?: boolean, file?: string}} Progress */
+//   convert: loaded/total are tensors; download of a checkpoint names the `file`.
 /** @typedef {{id: number, type: 'progress', progress: Progress}} ProgressReply */
+/** @typedef {{id: number, type: 'started', prompt_tokens: number, cached_prefix: number}} StartedReply  (generate: the prompt is tokenised) */
 /** @typedef {{id: number, type: 'token', text: string, token: number}} TokenReply */
 /** @typedef {{id: number, type: 'result', value: any}} ResultReply */
 /** @typedef {{id: number, type: 'error', error: {name: string, message: string}}} ErrorReply */
@@ -24,8 +29,10 @@ export const Msg = Object.freeze({
   UNLOAD: 'unload',
   TOP_LOGITS: 'topLogits',
   TOKENIZE: 'tokenize',
+  PROFILE: 'profileDecode',
   INTERRUPT: 'interrupt',
   CANCEL: 'cancel',
+  STARTED: 'started',
   PROGRESS: 'progress',
   TOKEN: 'token',
   RESULT: 'result',
@@ -35,8 +42,10 @@ export const Msg = Object.freeze({
 /**
  * Every failure of the API. `name` is a stable code to branch on:
  * the engine's (InvalidModelFile, UnsupportedModel, TokenizerError, ChatTemplateError,
- * WebGPUUnavailable, GPUError, ContextFull, Aborted, InvalidArgument, ...) plus DownloadFailed,
- * Unloaded and InternalError (a panic inside the engine; the message says where).
+ * WebGPUUnavailable, GPUError, ContextFull, Aborted, InvalidArgument, ConversionError (a checkpoint
+ * the converter refuses), ...) plus DownloadFailed (also: a checkpoint file is missing),
+ * GatedModel (HTTP 401/403: a Hugging Face access token is needed or was refused), Unloaded and
+ * InternalError (a panic inside the engine; the message says where).
  */
 export class MobileLLMError extends Error {
   constructor(name, message, options) {
@@ -57,4 +66,14 @@ export function serializeError(e) {
 
 export function deserializeError(e) {
   return new MobileLLMError(e.name || 'InternalError', e.message || 'unknown error');
+}
+
+/**
+ * Instantiates the wasm module (default: pkg/mobilellm_web_bg.wasm, which wasm-bindgen resolves
+ * from its own import.meta.url). A missing or broken .wasm is a DownloadFailed naming it.
+ */
+export function initWasm(init, wasmUrl) {
+  return init(wasmUrl ? { module_or_path: wasmUrl } : undefined).catch((e) => {
+    throw new MobileLLMError('DownloadFailed', `could not load the engine's .wasm from ${wasmUrl || 'pkg/mobilellm_web_bg.wasm'}: ${e?.message || e}`);
+  });
 }

@@ -4,13 +4,20 @@
 
 import init, { ModelLoader, last_panic } from './pkg/mobilellm_web.js';
 import { openModel, deleteCached } from './cache.js';
-import { Msg, MobileLLMError, serializeError } from './protocol.js';
+import { openConverted } from './convert.js';
+import { Msg, MobileLLMError, serializeError, initWasm } from './protocol.js';
 
 let ready = null;        // Promise of the wasm module's initialisation
 let model = null;        // wasm Model
 let session = null;      // wasm WasmSession (one per loaded model: its KV cache is the conversation)
 let dead = null;         // set after a panic: the wasm instance cannot be trusted any more
 const loads = new Map(); // load request id -> AbortController
+// Generations the page has stopped (it has already answered them): all ids up to `upTo`, plus
+// single ones. Queued generations among them are skipped; the running one is told to stop.
+let interruptedUpTo = 0;
+const interrupted = new Set();
+let generatingId = null;
+const isInterrupted = (id) => id <= interruptedUpTo || interrupted.has(id);
 let queue = Promise.resolve(); // requests that touch the engine run one at a time
 
 const post = (msg) => self.postMessage(msg);
@@ -20,7 +27,9 @@ self.onmessage = (ev) => {
   switch (msg.type) {
     // Control messages act immediately, never queued behind the generation they stop.
     case Msg.INTERRUPT:
-      session?.interrupt();
+      if (Array.isArray(msg.ids)) msg.ids.forEach((i) => interrupted.add(i));
+      else interruptedUpTo = Math.max(interruptedUpTo, msg.upTo ?? Number.MAX_SAFE_INTEGER);
+      if (generatingId !== null && isInterrupted(generatingId)) session?.interrupt();
       return;
     case Msg.CANCEL:
       loads.get(msg.target)?.abort();
@@ -35,7 +44,11 @@ self.onmessage = (ev) => {
     case Msg.RESET: return run(msg.id, () => { session?.reset(); return null; });
     case Msg.UNLOAD: return run(msg.id, unload);
     case Msg.TOP_LOGITS: return run(msg.id, async () => JSON.parse(await need().top_logits(Uint32Array.from(msg.tokens), msg.k)));
-    case Msg.TOKENIZE: return run(msg.id, () => promptIds(msg.messages));
+    case Msg.TOKENIZE: return run(msg.id, () => promptIds(msg.messages, msg.raw));
+    case Msg.PROFILE: return run(msg.id, async () => {
+      const ids = promptIds(msg.messages).ids;
+      return JSON.parse(await session.profile_decode(Uint32Array.from(ids), msg.steps || 1));
+    });
     default:
       post({ id: msg.id, type: Msg.ERROR, error: { name: 'InvalidArgument', message: `unknown message type ${msg.type}` } });
   }
@@ -75,12 +88,19 @@ async function load(msg, signal) {
   if (!('gpu' in navigator) || !navigator.gpu) {
     throw new MobileLLMError('WebGPUUnavailable', 'this browser does not expose WebGPU (navigator.gpu) in workers');
   }
-  ready ??= init();
+  ready ??= initWasm(init, msg.wasmUrl).catch((e) => {
+    ready = null; // the next load tries again
+    throw e;
+  });
   await ready;
   unload();
   const progress = (p) => post({ id: msg.id, type: Msg.PROGRESS, progress: p });
   const t0 = performance.now();
-  const { body, size, fromCache } = await openModel(msg.url, { signal, onProgress: progress, useCache: msg.useCache });
+  // A Hugging Face checkpoint (hf.js) is converted here once, then cached under msg.url (its key).
+  const opened = msg.source?.kind === 'checkpoint'
+    ? await openConverted(msg.source, { token: msg.hfToken, signal, onProgress: progress, useCache: msg.useCache, wasmUrl: msg.wasmUrl })
+    : await openModel(msg.url, { signal, onProgress: progress, useCache: msg.useCache });
+  const { body, size, fromCache } = opened;
   const downloadMs = performance.now() - t0;
 
   // Copy the file chunk by chunk into the engine's pre-sized buffer.
@@ -104,6 +124,8 @@ async function load(msg, signal) {
     reader.cancel().catch(() => {});
     loader.free();
     throw e;
+  } finally {
+    await opened.cleanup?.();
   }
   const readMs = performance.now() - t1;
   progress({ phase: 'compile', loaded: size, total: size, fromCache });
@@ -121,6 +143,7 @@ async function load(msg, signal) {
   const value = {
     info: { ...info, n_ctx: session.n_ctx(), url: msg.url },
     fromCache,
+    conversion: opened.conversion ?? null,
     timings: { download_ms: downloadMs, read_ms: readMs, compile_ms: performance.now() - t2, total_ms: performance.now() - t0 },
   };
   progress({ phase: 'ready', loaded: size, total: size, fromCache });
@@ -134,16 +157,29 @@ function unload() {
   return null;
 }
 
-function promptIds(messages) {
+/** `raw` (completion mode): no chat template, the contents are the text the model continues. */
+function promptIds(messages, raw = false) {
   const m = need();
-  const text = m.render_chat(JSON.stringify(messages), true);
+  const text = raw ? messages.map((x) => x.content).join('') : m.render_chat(JSON.stringify(messages), true);
   return { text, ids: Array.from(m.encode_prompt(text)) };
 }
 
 async function generate(msg) {
   const m = need();
-  const { ids } = promptIds(msg.messages);
+  const { ids } = promptIds(msg.messages, !!msg.options?.raw);
+  if (isInterrupted(msg.id)) {
+    interrupted.delete(msg.id);
+    return { prompt_tokens: ids.length, prefill_tokens: 0, tokens: [], text: '', finish: 'abort', prefill_ms: 0, decode_ms: 0, ttft_ms: null, prompt_ids: ids, n_ctx: session.n_ctx() };
+  }
+  // Lets the page answer an interrupt at once with a truthful usage (see mobilellm.js #generate).
+  post({ id: msg.id, type: Msg.STARTED, prompt_tokens: ids.length, cached_prefix: session.reusable_prefix(Uint32Array.from(ids)) });
   const onToken = (text, token) => post({ id: msg.id, type: Msg.TOKEN, text, token });
-  const r = JSON.parse(await session.generate(Uint32Array.from(ids), JSON.stringify(msg.options || {}), onToken));
-  return { ...r, prompt_ids: ids, n_ctx: session.n_ctx() };
+  generatingId = msg.id;
+  try {
+    const r = JSON.parse(await session.generate(Uint32Array.from(ids), JSON.stringify(msg.options || {}), onToken));
+    return { ...r, prompt_ids: ids, n_ctx: session.n_ctx() };
+  } finally {
+    generatingId = null;
+    interrupted.delete(msg.id);
+  }
 }

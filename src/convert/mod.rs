@@ -22,7 +22,10 @@ use std::path::Path;
 
 use checkpoint::Checkpoint;
 use hf_config::HfConfig;
-use source::{DirFiles, Files, MapFiles};
+use source::{DirFiles, MapFiles};
+/// For other hosts of the checkpoint bytes (the browser reads its downloaded files by range
+/// through a JS callback: src/wasm_convert.rs).
+pub use source::{ByteSource, Files};
 use vocab::Vocab;
 
 use crate::gguf::{GgufWriter, MetaValue};
@@ -96,7 +99,7 @@ pub fn convert_dir(
     progress: &mut dyn FnMut(ConvertProgress),
 ) -> crate::Result<ConvertReport> {
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("model").to_string();
-    convert(&DirFiles::new(dir), &name, out, ty, progress)
+    convert_source(&DirFiles::new(dir), &name, out, ty, progress)
 }
 
 /// Converts a checkpoint given as a file map (file name -> bytes), as a browser has it after
@@ -107,7 +110,13 @@ pub fn convert_files(
     ty: GgmlType,
     progress: &mut dyn FnMut(ConvertProgress),
 ) -> crate::Result<ConvertReport> {
-    convert(&MapFiles::new(files), "model", out, ty, progress)
+    convert_source(&MapFiles::new(files), "model", out, ty, progress)
+}
+
+/// Checks a config.json alone (supported model type, shapes), so a browser can refuse an
+/// unsupported repository before downloading its weights.
+pub fn check_config(config_json: &[u8]) -> crate::Result<()> {
+    HfConfig::parse(config_json).map(|_| ())
 }
 
 /// llama.cpp's `general.file_type` (LLAMA_FTYPE_*) for a whole-model type.
@@ -179,7 +188,8 @@ impl<W: Write> Write for Counting<'_, W> {
     }
 }
 
-fn convert(
+/// Converts a checkpoint from any [`Files`] source; `name` becomes `general.name`.
+pub fn convert_source(
     files: &dyn Files,
     name: &str,
     out: &mut impl Write,

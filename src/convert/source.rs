@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::{Error, Result};
 
 /// Random access to one file's bytes.
-pub(crate) trait ByteSource {
+pub trait ByteSource {
     fn len(&self) -> u64;
     /// Exactly `len` bytes at `offset`; an error (never a short read) past the end.
     fn read_at(&self, offset: u64, len: u64) -> Result<Vec<u8>>;
@@ -21,7 +21,7 @@ pub(crate) trait ByteSource {
 }
 
 /// A set of named files: the checkpoint directory.
-pub(crate) trait Files {
+pub trait Files {
     /// Opens `name` (a plain file name, e.g. "config.json"); Ok(None) when it does not exist.
     fn open(&self, name: &str) -> Result<Option<Box<dyn ByteSource + '_>>>;
 

@@ -4,9 +4,11 @@
 mod clock;
 mod graph;
 mod loaded;
+mod profile;
 mod session;
 mod stop;
 
 pub use clock::now_ms;
+pub use profile::{DecodeProfile, OpTime};
 pub use loaded::{LoadedModel, ModelWeights, TensorSummary};
 pub use session::{FinishReason, GenerateRequest, GenerateResult, Session, SessionOptions, TokenEvent};

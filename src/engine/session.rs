@@ -96,7 +96,7 @@ pub struct Session {
     pub model: Rc<LoadedModel>,
     /// Tokens whose keys/values are in the cache, in order.
     pub cached: Vec<u32>,
-    graph: Graph,
+    pub(super) graph: Graph,
     n_ctx: usize,
     abort: Rc<Cell<bool>>,
 }
@@ -123,6 +123,13 @@ impl Session {
         self.abort.clone()
     }
 
+    /// How many leading tokens of `prompt` generate() takes from the KV cache instead of
+    /// prefilling them: the common prefix, less the last prompt token (it runs again for its logits).
+    pub fn reusable_prefix(&self, prompt: &[u32]) -> usize {
+        let common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        common.min(prompt.len().saturating_sub(1))
+    }
+
     /// Forgets the cached conversation.
     pub fn reset(&mut self) {
         self.cached.clear();
@@ -130,7 +137,7 @@ impl Session {
 
     /// Runs `tokens` at positions pos.. in chunks; the last chunk also runs the head with `k`
     /// candidates and reads them back. Returns (candidates, logsumexp) of the last token.
-    async fn prefill(&mut self, tokens: &[u32], params: &SamplingParams, k: u32) -> Result<(Vec<Candidate>, f32)> {
+    pub(super) async fn prefill(&mut self, tokens: &[u32], params: &SamplingParams, k: u32) -> Result<(Vec<Candidate>, f32)> {
         let chunk = self.graph.chunk as usize;
         let gpu = self.model.gpu.clone();
         let mut last = None;
@@ -196,7 +203,7 @@ impl Session {
             return Err(Error::InvalidArgument(format!("token id {bad} is outside the vocabulary of {}", self.model.cfg.n_vocab)));
         }
         // Reuse the cached prefix; at least the last prompt token runs again for its logits.
-        let common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count().min(prompt.len() - 1);
+        let common = self.reusable_prefix(prompt);
         self.cached.truncate(common);
         let params = &req.params;
         let k = if params.is_greedy() { 1 } else { (if params.top_k == 0 { MAX_CANDIDATES as usize } else { params.top_k }).min(MAX_CANDIDATES as usize) as u32 };

@@ -7,11 +7,29 @@ use std::sync::{Arc, Mutex};
 use super::Kernel;
 use crate::{Error, Result};
 
+/// Which arithmetic the kernels use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// f16 when the adapter has shader-f16 and is a real GPU. Software adapters (lavapipe,
+    /// SwiftShader) emulate f16 arithmetic, measured twice as slow as f32 on lavapipe.
+    #[default]
+    Auto,
+    /// f32 everywhere (the browser's SwiftShader has no f16, so tests that compare with it force
+    /// f32 natively too).
+    F32,
+    /// f16 whenever the adapter has shader-f16, software adapters included (tests of the f16 path).
+    F16,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct GpuOptions {
-    /// Use the f32 path even when the adapter offers shader-f16 (the browser's SwiftShader has no
-    /// f16, so tests that compare with it force f32 natively too).
-    pub force_f32: bool,
+    pub precision: Precision,
+}
+
+impl GpuOptions {
+    pub fn f32() -> Self {
+        GpuOptions { precision: Precision::F32 }
+    }
 }
 
 type PipelineKey = (Kernel, String, Vec<(String, u64)>);
@@ -40,14 +58,14 @@ impl Gpu {
             })
             .await
             .map_err(|e| Error::WebGpuUnavailable(format!("no GPU adapter: {e}")))?;
-        // Software adapters (lavapipe, SwiftShader) emulate f16 arithmetic: measured twice as slow as
-        // f32 on lavapipe, so they get the f16 path only when asked (MOBILELLM_F16=1, as tests do).
         let info = adapter.get_info();
         let software = info.device_type == wgpu::DeviceType::Cpu;
-        let f16_asked = std::env::var("MOBILELLM_F16").map(|v| v == "1").unwrap_or(false);
-        let want_f16 = !opts.force_f32
-            && adapter.features().contains(wgpu::Features::SHADER_F16)
-            && (!software || f16_asked);
+        let want_f16 = adapter.features().contains(wgpu::Features::SHADER_F16)
+            && match opts.precision {
+                Precision::Auto => !software,
+                Precision::F32 => false,
+                Precision::F16 => true,
+            };
         let mut features = wgpu::Features::empty();
         if want_f16 {
             features |= wgpu::Features::SHADER_F16;
@@ -95,10 +113,11 @@ impl Gpu {
         if let Some(p) = self.pipelines.borrow().get(&key) {
             return p.clone();
         }
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let desc = wgpu::ShaderModuleDescriptor {
             label: Some(entry),
             source: wgpu::ShaderSource::Wgsl(kernel.source(self.f16).into()),
-        });
+        };
+        let module = self.device.create_shader_module(desc);
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
             layout: None,
@@ -197,6 +216,17 @@ impl Gpu {
         };
         staging.unmap();
         Ok(bytes)
+    }
+
+    /// Waits until the GPU has finished everything submitted so far (profiling).
+    pub async fn wait_idle(&self) -> Result<()> {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        self.queue.on_submitted_work_done(move || {
+            let _ = tx.send(());
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("poll: {e}")))?;
+        rx.await.map_err(|_| Error::Gpu("work-done callback dropped".into()))
     }
 
     /// Copies `size` bytes of `src` at `offset` into a fresh staging buffer and reads them.

@@ -19,6 +19,8 @@ pub enum Kernel {
 }
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
+/// The weight layout (WTYPE, shape constants, units), for the kernels that read weights.
+const WEIGHTS: &str = include_str!("../../shaders/weights.wgsl");
 
 impl Kernel {
     pub fn file_source(self) -> &'static str {
@@ -32,7 +34,8 @@ impl Kernel {
         }
     }
 
-    /// Full source: `enable f16;` when the f16 path is on, then common.wgsl, then the file.
+    /// Full source: `enable f16;` when the f16 path is on, then common.wgsl, weights.wgsl for the
+    /// kernels that read weights, then the file.
     pub fn source(self, f16: bool) -> String {
         let mut s = String::new();
         if f16 {
@@ -42,6 +45,10 @@ impl Kernel {
         }
         s.push_str(COMMON);
         s.push('\n');
+        if matches!(self, Kernel::Embed | Kernel::Matmul) {
+            s.push_str(WEIGHTS);
+            s.push('\n');
+        }
         s.push_str(self.file_source());
         s
     }

@@ -13,7 +13,7 @@ mod repack;
 mod weights;
 pub mod ops;
 
-pub use context::{Gpu, GpuOptions};
+pub use context::{Gpu, GpuOptions, Precision};
 pub use kernel::Kernel;
 pub use op::{Dispatch, Op};
 pub use step::{StepParams, TokenCount};

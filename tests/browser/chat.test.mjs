@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { serveWww, launch, attachLogs, weightRequests, outDir, cli, margins, compareUpToNearTie, MODEL_PATH } from './lib.mjs';
+import { openPage, closePage, weightRequests, outDir, cli, margins, compareUpToNearTie, MODEL_PATH, sendMessage, setSettings as setPageSettings, waitStatus as waitPageStatus } from './lib.mjs';
 
 // Chosen because the native greedy reply has no near-tie in its first 48 tokens (smallest top-2
 // margin 0.15 logit), so all 48 tokens are compared.
@@ -15,44 +15,22 @@ const PROMPT = 'What are the benefits of regular exercise?';
 const FOLLOW_UP = 'Which one is the most important?';
 const N = 48;
 
-let srv, browser, page;
+let ctx, srv, browser, page;
 const timings = {};
 
 before(async () => {
-  srv = await serveWww();
-  browser = await launch();
-  page = await browser.ctx.newPage();
-  attachLogs(page, browser.logs);
+  ctx = await openPage();
+  ({ srv, browser, page } = ctx);
 });
 
-after(async () => {
-  if (process.env.VERBOSE) console.log(browser?.logs.join('\n'));
-  console.log('measured:', JSON.stringify(timings));
-  await browser?.close();
-  await srv?.close();
-});
+after(() => closePage(ctx, timings));
 
 const status = () => page.evaluate(() => document.body.dataset.status);
-const waitStatus = (s, timeout = 600_000) => page.waitForFunction((s) => document.body.dataset.status === s, s, { timeout, polling: 50 });
+const waitStatus = (s, timeout) => waitPageStatus(page, s, timeout);
 const lastReply = () => page.locator('.msg.assistant .bubble').last();
 
-async function setSettings({ temperature, top_p, max_tokens, system = '' }) {
-  await page.click('#open-settings');
-  await page.fill('#set-system', system);
-  await page.fill('#set-temperature', String(temperature));
-  await page.fill('#set-top-p', String(top_p));
-  await page.fill('#set-max-tokens', String(max_tokens));
-  await page.click('#settings-form button[type=submit]');
-  const s = await page.evaluate(() => window.__app.settings);
-  assert.deepEqual(s, { system, temperature, top_p, max_tokens });
-}
-
-async function send(text) {
-  await waitStatus('ready');
-  await page.fill('#prompt', text);
-  await page.press('#prompt', 'Enter');
-  await waitStatus('generating', 10_000);
-}
+const setSettings = (settings) => setPageSettings(page, settings);
+const send = (text) => sendMessage(page, text);
 
 /** Waits until the streaming reply shows at least `chars` characters while still generating. */
 async function waitMidReply(chars) {
@@ -133,10 +111,10 @@ test('a reload loads the model from the cache without requesting the weights and
   assert.equal(await page.locator('.msg').count(), msgs, 'conversation restored');
 });
 
-// The engine checks the stop flag between decode steps (a step is one GPU submit that cannot be
-// cancelled), so the stop lands within one step: under a second on a real GPU, several seconds on
-// SwiftShader, where one step of SmolLM2 takes 5-8 s. The assertion is that bound, measured.
-test('the stop button stops a long generation at the next decode step', async () => {
+// The stop button answers at once: the reply ends and the page is ready for the next message,
+// while the engine finishes its current GPU step (5-8 s on SwiftShader) in the background. A
+// message sent right after the stop queues behind that step and then runs normally.
+test('the stop button stops a long generation within a second', async () => {
   await setSettings({ temperature: 0.8, top_p: 0.95, max_tokens: 400 });
   await page.click('#new-chat');
   assert.equal(await page.locator('.msg').count(), 0);
@@ -150,10 +128,12 @@ test('the stop button stops a long generation at the next decode step', async ()
   const r = await page.evaluate(() => window.__app.lastResult);
   assert.equal(r.choices[0].finish_reason, 'abort');
   assert.ok(r.usage.completion_tokens < 400);
-  const stepMs = 1000 / (r.timings.decode_tokens_per_s || 1);
-  timings.stop_step_ms = stepMs;
-  assert.ok(ms < 1.5 * stepMs + 1000, `stop took ${ms} ms; one decode step is ${stepMs.toFixed(0)} ms`);
+  assert.ok(ms < 1000, `stop took ${ms} ms`);
   assert.match(await page.locator('.msg.assistant .stats').last().textContent(), /stopped/);
+  // The text shown stays as it was at the stop: nothing from the background step is appended.
+  const shown = await page.locator('.msg.assistant .bubble').last().textContent();
+  await new Promise((res) => setTimeout(res, 1500));
+  assert.equal(await page.locator('.msg.assistant .bubble').last().textContent(), shown);
 });
 
 test('phone width: readable layout, output as text, screenshot mid-reply', async () => {

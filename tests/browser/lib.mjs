@@ -130,3 +130,49 @@ export function compareUpToNearTie(got, want, wantMargins, tieMargin = 0.05) {
   }
   return { checked: n, mismatch: null, stoppedAtTie: null };
 }
+
+// ---- the chat page, as the page tests drive it
+
+/** Waits until the chat page reports `status` (body[data-status]: loading, ready, generating, ...). */
+export const waitStatus = (page, status, timeout = 600_000) =>
+  page.waitForFunction((s) => document.body.dataset.status === s, status, { timeout, polling: 50 });
+
+/** Types `text` into the chat page's composer, sends it and waits until generation has started. */
+export async function sendMessage(page, text) {
+  await waitStatus(page, 'ready');
+  await page.fill('#prompt', text);
+  await page.press('#prompt', 'Enter');
+  await waitStatus(page, 'generating', 10_000);
+}
+
+/** A static server for www/ and a headless Chromium page with its console captured. */
+export async function openPage() {
+  const srv = await serveWww();
+  const browser = await launch();
+  const page = await browser.ctx.newPage();
+  attachLogs(page, browser.logs);
+  return { srv, browser, page };
+}
+
+/** Prints what a suite measured, the browser's logs when VERBOSE is set, and closes both. */
+export async function closePage({ srv, browser } = {}, measured = {}) {
+  if (process.env.VERBOSE) console.log(browser?.logs.join('\n'));
+  console.log('measured:', JSON.stringify(measured));
+  await browser?.close();
+  await srv?.close();
+}
+
+/** Sets the chat page's settings through its dialog, as a user would, and checks they took. */
+export async function setSettings(page, { temperature, top_p, max_tokens, system = '' }) {
+  await page.click('#open-settings');
+  await page.fill('#set-system', system);
+  await page.fill('#set-temperature', String(temperature));
+  await page.fill('#set-top-p', String(top_p));
+  await page.fill('#set-max-tokens', String(max_tokens));
+  await page.click('#settings-form button[type=submit]');
+  // The page reads the form on the dialog's `close` event, which fires after the click returns.
+  const want = { system, temperature, top_p, max_tokens };
+  await page.waitForFunction((w) => JSON.stringify(window.__app.settings) === JSON.stringify(w), want, { timeout: 5000 }).catch(() => {});
+  const got = await page.evaluate(() => window.__app.settings);
+  if (JSON.stringify(got) !== JSON.stringify(want)) throw new Error(`settings ${JSON.stringify(got)}, wanted ${JSON.stringify(want)}`);
+}

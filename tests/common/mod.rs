@@ -2,13 +2,13 @@
 //! random data, and tolerance checks that report the worst element.
 #![allow(dead_code)]
 
-use mobilellm_web::gpu::{Gpu, GpuOptions};
+use mobilellm_web::gpu::{Gpu, GpuOptions, Precision};
 
-/// A GPU context; `force_f32` selects the f32 path even when the adapter has shader-f16.
+/// A GPU context; `force_f32` selects the f32 path, otherwise f16 wherever the adapter has
+/// shader-f16 (software adapters included: tests always exercise the f16 path where it exists).
 pub fn gpu(force_f32: bool) -> Gpu {
-    // Software adapters skip f16 unless asked; tests always exercise the f16 path where it exists.
-    std::env::set_var("MOBILELLM_F16", "1");
-    pollster::block_on(Gpu::new(&GpuOptions { force_f32 })).expect("a wgpu adapter (install mesa-vulkan-drivers)")
+    let precision = if force_f32 { Precision::F32 } else { Precision::F16 };
+    pollster::block_on(Gpu::new(&GpuOptions { precision })).expect("a wgpu adapter (install mesa-vulkan-drivers)")
 }
 
 /// Both precision paths the adapter offers: always f32, plus f16 when available.

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::rc::Rc;
 
 use mobilellm_web::engine::{GenerateRequest, LoadedModel, Session, SessionOptions};
-use mobilellm_web::gpu::{Gpu, GpuOptions};
+use mobilellm_web::gpu::{Gpu, GpuOptions, Precision};
 use mobilellm_web::sampler::SamplingParams;
 use mobilellm_web::tokenizer::{render_chat, ChatMessage};
 use mobilellm_web::Error;
@@ -38,7 +38,13 @@ fn read_model_file(path: &str) -> Result<Vec<u8>, Error> {
 fn load(args: &Args) -> Result<Rc<LoadedModel>, CliError> {
     let path = args.required("model")?;
     let bytes = read_model_file(path)?;
-    let gpu = pollster::block_on(Gpu::new(&GpuOptions { force_f32: args.has("f32") }))?;
+    let precision = match (args.has("f32"), args.has("f16")) {
+        (true, true) => return Err(CliError::Usage("--f32 and --f16 exclude each other".into())),
+        (true, false) => Precision::F32,
+        (false, true) => Precision::F16,
+        (false, false) => Precision::Auto,
+    };
+    let gpu = pollster::block_on(Gpu::new(&GpuOptions { precision }))?;
     Ok(LoadedModel::load(Rc::new(gpu), &bytes)?)
 }
 
@@ -89,7 +95,7 @@ fn sampling(args: &Args) -> Result<SamplingParams, CliError> {
 pub fn generate(raw: &[String]) -> CliResult {
     let args = Args::parse(
         raw,
-        &["chat", "json", "f32"],
+        &["chat", "json", "f32", "f16"],
         &["model", "prompt", "prompt-tokens", "system", "n", "temperature", "top-k", "top-p", "min-p", "repeat-penalty", "repeat-last-n", "seed", "stop", "ctx"],
     )?;
     let params = sampling(&args)?;
@@ -128,7 +134,7 @@ fn rate(n: usize, ms: f64) -> f64 {
 }
 
 pub fn logits(raw: &[String]) -> CliResult {
-    let args = Args::parse(raw, &["json", "f32"], &["model", "prompt-tokens", "top", "ctx"])?;
+    let args = Args::parse(raw, &["json", "f32", "f16"], &["model", "prompt-tokens", "top", "ctx"])?;
     let tokens = args.tokens("prompt-tokens")?.ok_or_else(|| CliError::Usage("--prompt-tokens is required".into()))?;
     let k = args.num("top", 5usize)?;
     let model = load(&args)?;
@@ -159,7 +165,7 @@ pub fn tokenize(raw: &[String]) -> CliResult {
 }
 
 pub fn info(raw: &[String]) -> CliResult {
-    let args = Args::parse(raw, &["f32", "json"], &["model"])?;
+    let args = Args::parse(raw, &["f32", "f16", "json"], &["model"])?;
     let model = load(&args)?;
     let c = &model.cfg;
     println!("model: {}", model.name.as_deref().unwrap_or("(unnamed)"));
@@ -186,7 +192,7 @@ pub fn info(raw: &[String]) -> CliResult {
 }
 
 pub fn bench(raw: &[String]) -> CliResult {
-    let args = Args::parse(raw, &["json", "f32"], &["model", "prompt-len", "gen", "ctx"])?;
+    let args = Args::parse(raw, &["json", "f32", "f16", "profile"], &["model", "prompt-len", "gen", "ctx"])?;
     let prompt_len = args.num("prompt-len", 128usize)?;
     let gen = args.num("gen", 128usize)?;
     let t0 = mobilellm_web::engine::now_ms();
@@ -196,13 +202,18 @@ pub fn bench(raw: &[String]) -> CliResult {
     let mut sess = session(&model, &args)?;
     // A deterministic prompt of ordinary tokens (no special ids).
     let n_vocab = model.cfg.n_vocab as u32;
-    let prompt: Vec<u32> = (0..prompt_len as u32).map(|i| 300 + (i * 7919) % (n_vocab - 300).max(1)).collect();
+    // Ids from 300 up in a real vocabulary (past the special and byte tokens); small test
+    // vocabularies use their upper three quarters.
+    let lo = (n_vocab / 4).min(300);
+    let prompt: Vec<u32> = (0..prompt_len as u32).map(|i| lo + (i * 7919) % (n_vocab - lo).max(1)).collect();
     let mut req = GenerateRequest::new(SamplingParams::greedy(), gen);
     req.ignore_eos = true;
     // Warm-up (pipeline compilation), then the measured run from an empty cache.
     pollster::block_on(sess.generate(&prompt[..prompt_len.min(8)], &GenerateRequest { max_tokens: 2, ..req.clone() }, &mut |_| {}))?;
     sess.reset();
     let res = pollster::block_on(sess.generate(&prompt, &req, &mut |_| {}))?;
+    // Per-kernel times of a decode step after the prompt (three steps averaged).
+    let profile = if args.has("profile") { Some(pollster::block_on(sess.profile_decode(&prompt, 3))?) } else { None };
     let out = json!({
         "adapter": model.gpu.adapter_summary(),
         "model_file_bytes": model.file_bytes,
@@ -218,6 +229,7 @@ pub fn bench(raw: &[String]) -> CliResult {
         "submits_per_token": 1,
         "readback_bytes_per_token": res.readback_bytes_per_step,
         "n_ctx": sess.n_ctx(),
+        "decode_profile": profile,
     });
     if args.has("json") {
         println!("{out}");

@@ -1,0 +1,90 @@
+// A short-lived worker that turns a Hugging Face checkpoint into a cached GGUF: download (hf.js)
+// -> scratch files (scratch.js) -> the Rust converter (src/wasm_convert.rs, reading the files by
+// range) -> the model cache (cache.js). Started by convert.js from the engine's worker, and
+// terminated when done: the converter's wasm memory (which never shrinks) is returned to the
+// system before the engine uploads the model, and a cancelled load simply terminates it (the
+// conversion itself is synchronous and could not see a cancel message).
+//
+// Messages: in {type: 'convert', source, token, useCache, wasmUrl} | {type: 'cleanup'};
+// out {type: 'progress', progress} ... then {type: 'result', value} | {type: 'error', error};
+// after 'cleanup', {type: 'cleaned'}.
+
+import init, { convert_checkpoint, check_checkpoint_config, last_panic } from './pkg/mobilellm_web.js';
+import { downloadCheckpoint } from './hf.js';
+import { storeModel } from './cache.js';
+import { Scratch } from './scratch.js';
+import { MobileLLMError, serializeError, initWasm } from './protocol.js';
+
+let scratch = null;
+
+self.onmessage = async (ev) => {
+  const msg = ev.data;
+  if (msg.type === 'cleanup') {
+    await scratch?.remove().catch(() => {});
+    scratch = null;
+    self.postMessage({ type: 'cleaned' });
+    return;
+  }
+  if (msg.type !== 'convert') return;
+  try {
+    self.postMessage({ type: 'result', value: await convert(msg) });
+  } catch (e) {
+    await scratch?.remove().catch(() => {});
+    scratch = null;
+    self.postMessage({ type: 'error', error: serializeError(asError(e)) });
+  }
+};
+
+/** A trap after a Rust panic becomes a readable InternalError. */
+function asError(e) {
+  if (!(e instanceof WebAssembly.RuntimeError)) return e;
+  let detail = null;
+  try { detail = last_panic(); } catch { /* too broken to ask */ }
+  return new MobileLLMError('InternalError', `converter panic: ${detail || e.message}`);
+}
+
+async function convert({ source, token, useCache, wasmUrl }) {
+  const progress = (p) => self.postMessage({ type: 'progress', progress: p });
+  const wasm = await initWasm(init, wasmUrl);
+  scratch = await Scratch.open();
+  const t0 = performance.now();
+  const sizes = await downloadCheckpoint(source, scratch, {
+    token, onProgress: progress, checkConfig: (bytes) => check_checkpoint_config(bytes),
+  });
+  const t1 = performance.now();
+  progress({ phase: 'convert', loaded: 0, total: 0 });
+  const out = await scratch.createOutput();
+  let report;
+  try {
+    report = JSON.parse(convert_checkpoint(
+      // general.name: the repository's (or folder's) own name, as llama.cpp's converter writes it.
+      source.name.split('/').pop(), JSON.stringify(sizes), source.type,
+      (name, offset, dest) => scratch.read(name, offset, dest),
+      (chunk) => out.write(chunk),
+      (done, total, bytes) => progress({ phase: 'convert', loaded: done, total, bytes }),
+    ));
+  } finally {
+    out.close();
+  }
+  const t2 = performance.now();
+  // The checkpoint is no longer needed: free its space before the GGUF is copied to the cache.
+  await scratch.dropInputs();
+  const gguf = await out.blob();
+  progress({ phase: 'store', loaded: 0, total: gguf.size });
+  const stored = useCache && (await storeModel(source.key, gguf));
+  const conversion = {
+    report,
+    download_bytes: Object.values(sizes).reduce((a, b) => a + b, 0),
+    scratch: scratch.kind,
+    timings: { download_ms: t1 - t0, convert_ms: t2 - t1, store_ms: performance.now() - t2 },
+    wasm_memory_bytes: wasm.memory.buffer.byteLength,
+  };
+  if (stored) {
+    await scratch.remove();
+    scratch = null;
+    return { stored: true, conversion };
+  }
+  // Not cached (disabled, or no room): hand over the GGUF itself (a File on OPFS is passed by
+  // reference); the scratch stays until the engine has read it and sends 'cleanup'.
+  return { stored: false, conversion, gguf };
+}
