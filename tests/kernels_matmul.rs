@@ -85,6 +85,19 @@ struct Setup {
     step: wgpu::Buffer,
 }
 
+/// Every precision path, each with both row splits of the matmul kernel: the software adapters'
+/// (2 lanes per row for big matrices) and the GPUs' (see ops::matmul::threads_per_row).
+fn matmul_gpus() -> Vec<Gpu> {
+    let mut out = Vec::new();
+    for gpu in gpus() {
+        let mut other = common::gpu(!gpu.f16);
+        other.cpu_like = !gpu.cpu_like;
+        out.push(gpu);
+        out.push(other);
+    }
+    out
+}
+
 fn setup(gpu: &Gpu) -> Setup {
     Setup { step: gpu.uniform_buffer("step", std::mem::size_of::<StepParams>() as u64) }
 }
@@ -92,7 +105,7 @@ fn setup(gpu: &Gpu) -> Setup {
 /// One matmul case: y0 random, y = y0 (+)= x·Wᵀ over `t` tokens (or token 0 only), compared with
 /// the CPU; with TokenCount::One the other rows of y must keep y0.
 fn matmul_case(gpu: &Gpu, rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize, t: usize, epi: Epilogue, tokens: TokenCount) {
-    let what = format!("{} {rows}x{cols} T={t} {epi:?} {tokens:?} f16={}", ty.name(), gpu.f16);
+    let what = format!("{} {rows}x{cols} T={t} {epi:?} {tokens:?} f16={} cpu_like={}", ty.name(), gpu.f16, gpu.cpu_like);
     let bytes = random_tensor(rng, ty, rows, cols);
     let w = dequant(ty, &bytes, rows * cols);
     let gw = GpuWeight::upload(gpu, "w", ty, rows, cols, &bytes).unwrap();
@@ -119,9 +132,10 @@ fn matmul_case(gpu: &Gpu, rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize,
 #[test]
 fn matmul_every_type_and_awkward_shape() {
     let mut rng = Rng(0x5eed_0001);
-    for gpu in gpus() {
+    for gpu in matmul_gpus() {
         for ty in GgmlType::ALL {
-            let mut shapes = vec![(1, 32, 1), (7, 64, 3), (576, 576, 1), (1536, 576, 3), (576, 1536, 1), (33, 576, 64), (576, 64, 17)];
+            // (2050, 96, 9): enough rows for the software split (2 lanes per row), a ragged last tile.
+            let mut shapes = vec![(1, 32, 1), (7, 64, 3), (576, 576, 1), (1536, 576, 3), (576, 1536, 1), (33, 576, 64), (576, 64, 17), (2050, 96, 9)];
             if ty.block_len() == 1 {
                 shapes.extend([(5, 1, 2), (9, 7, 3), (13, 33, 1), (70, 100, 9)]);
             }
@@ -135,7 +149,7 @@ fn matmul_every_type_and_awkward_shape() {
 #[test]
 fn matmul_accumulate_and_one_token() {
     let mut rng = Rng(0x5eed_0002);
-    for gpu in gpus() {
+    for gpu in matmul_gpus() {
         for ty in GgmlType::ALL {
             matmul_case(&gpu, &mut rng, ty, 96, 576, 10, Epilogue::Accumulate, TokenCount::Step);
             matmul_case(&gpu, &mut rng, ty, 96, 64, 3, Epilogue::Store, TokenCount::One);
@@ -149,7 +163,7 @@ fn matmul_accumulate_and_one_token() {
 #[test]
 fn matmul_logits_sized_q8_0() {
     let mut rng = Rng(0x5eed_0003);
-    for gpu in gpus() {
+    for gpu in matmul_gpus() {
         matmul_case(&gpu, &mut rng, GgmlType::Q8_0, 49152, 576, 1, Epilogue::Store, TokenCount::One);
         matmul_case(&gpu, &mut rng, GgmlType::Q8_0, 49153, 64, 2, Epilogue::Store, TokenCount::Step);
     }
@@ -158,14 +172,14 @@ fn matmul_logits_sized_q8_0() {
 #[test]
 fn swiglu_every_type() {
     let mut rng = Rng(0x5eed_0004);
-    for gpu in gpus() {
+    for gpu in matmul_gpus() {
         for ty in GgmlType::ALL {
             let mut shapes = vec![(1, 32, 1), (1536, 576, 1), (7, 576, 3), (100, 64, 64)];
             if ty.block_len() == 1 {
                 shapes.push((9, 33, 2));
             }
             for (rows, cols, t) in shapes {
-                let what = format!("swiglu {} {rows}x{cols} T={t} f16={}", ty.name(), gpu.f16);
+                let what = format!("swiglu {} {rows}x{cols} T={t} f16={} cpu_like={}", ty.name(), gpu.f16, gpu.cpu_like);
                 let (gb, ub) = (random_tensor(&mut rng, ty, rows, cols), random_tensor(&mut rng, ty, rows, cols));
                 let (gw, uw) = (dequant(ty, &gb, rows * cols), dequant(ty, &ub, rows * cols));
                 let x = rng.vec(t * cols, 1.0);

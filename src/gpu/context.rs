@@ -41,6 +41,10 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     /// True when kernels are compiled with `enable f16;` (adapter has SHADER_F16 and not forced off).
     pub f16: bool,
+    /// A software adapter (lavapipe, SwiftShader): workgroups run as SIMD lanes of CPU threads, so
+    /// kernels pick splits that avoid shared-memory reductions (see ops::matmul). Public so tests
+    /// can build either variant on the same adapter.
+    pub cpu_like: bool,
     pipelines: RefCell<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     /// Bytes of GPU buffers created through this context (reported by `bench`).
     allocated: Cell<u64>,
@@ -96,6 +100,7 @@ impl Gpu {
             info,
             limits,
             f16: want_f16,
+            cpu_like: software,
             pipelines: RefCell::new(HashMap::new()),
             allocated: Cell::new(0),
         })

@@ -43,7 +43,7 @@ try {
     r.completion_tokens = res.usage.completion_tokens;
     r.timings = res.timings;
     // Where a decode step's time goes, per kernel (each op submitted alone and waited for).
-    r.decode_profile = await llm.debug.profileDecode([{ role: 'user', content: 'Tell me about the history of the bicycle.' }], 1);
+    r.decode_profile = await llm.debug.profileDecode([{ role: 'user', content: 'Tell me about the history of the bicycle.' }], 3);
     await llm.unload();
     return r;
   }, [`${srv.url}${MODEL_URL_PATH}`, gen]));

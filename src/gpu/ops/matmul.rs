@@ -44,10 +44,22 @@ fn shape_constants(w: &GpuWeight) -> Vec<(&'static str, f64)> {
     ]
 }
 
-/// Threads sharing a row: enough that each does a handful of 16-byte units (long loops of
-/// independent loads), few enough that short rows keep lanes busy and the reduction short.
-/// Measured on lavapipe at 576 and 1536 columns: 8 lanes beat 4, 16 and 32 for 36 units.
-fn threads_per_row(row_units: u32) -> u32 {
+/// Threads sharing a row group (TPR), for `rows` rows of `row_units` units each, `rows_per_group`
+/// rows per group (4, or 2 gate + 2 up when gated).
+/// - GPUs: enough lanes that each does a handful of 16-byte units (long loops of independent,
+///   coalesced loads: the group reads TPR * 16 contiguous bytes of a row), few enough that short
+///   rows keep lanes busy and the shared-memory reduction short.
+/// - Software adapters run a workgroup's invocations as SIMD lanes of one CPU thread, where the
+///   reduction through shared memory costs more than wide rows save: 2 lanes per row, as long as
+///   that still leaves at least 16 workgroups to spread over the CPU's threads. Measured on an idle
+///   lavapipe (bench_matmul), 49152x576 Q8_0: 31 ms at TPR 8, 26 at 4, 19 at 2; SmolLM2 decode in
+///   SwiftShader (Chromium): 1.9 s per step with the GPU rule, 1.3 s with TPR 2 everywhere.
+fn threads_per_row(gpu: &Gpu, rows: u32, row_units: u32, rows_per_group: u32) -> u32 {
+    const CPU_TPR: u32 = 2;
+    const CPU_MIN_WORKGROUPS: u32 = 16;
+    if gpu.cpu_like && rows.div_ceil(WG / CPU_TPR * rows_per_group) >= CPU_MIN_WORKGROUPS {
+        return CPU_TPR;
+    }
     let n = (row_units / 4).max(1);
     (1u32 << (31 - n.leading_zeros())).clamp(4, WG)
 }
@@ -62,7 +74,8 @@ pub fn embed(gpu: &Gpu, step: &wgpu::Buffer, table: &GpuWeight, tokens: &wgpu::B
 
 /// Builds one matmul.wgsl op; `up` turns on the gated (SwiGLU) form.
 fn product(gpu: &Gpu, label: &'static str, step: &wgpu::Buffer, w: &GpuWeight, up: Option<&GpuWeight>, x: &wgpu::Buffer, y: &wgpu::Buffer, epilogue: Epilogue, tokens: TokenCount) -> Op {
-    let tpr = threads_per_row(w.row_words / 4);
+    let rows_per_group = if up.is_some() { SLOTS / 2 } else { SLOTS };
+    let tpr = threads_per_row(gpu, w.rows, w.row_words / 4, rows_per_group);
     let mut constants = shape_constants(w);
     constants.extend([
         ("TPR", tpr as f64),
@@ -74,7 +87,6 @@ fn product(gpu: &Gpu, label: &'static str, step: &wgpu::Buffer, w: &GpuWeight, u
     // Without `up`, W is bound a second time: the shader names the bindings in every form.
     let w2 = up.unwrap_or(w);
     let bind_group = gpu.bind_group(label, &pipeline, &[step, &w.data, &w.scales, x, y, &w2.data, &w2.scales]);
-    let rows_per_group = if up.is_some() { SLOTS / 2 } else { SLOTS };
     let row_tiles = w.rows.div_ceil(WG / tpr * rows_per_group);
     let [gx, gy] = split_workgroups(row_tiles);
     Op::new(label, pipeline, bind_group, Box::new(move |s: &StepParams| [gx, gy, tokens.resolve(s).div_ceil(TT)]))
