@@ -200,7 +200,8 @@ async function refreshCached() {
 function renderConversation() {
   ui.messages.replaceChildren(...app.conversation.map((m) => messageElement(m)));
   ui.empty.hidden = app.conversation.length > 0;
-  scrollToEnd(true);
+  // An empty chat stays at the top: scrolling down would hide the model panel's heading.
+  if (app.conversation.length) scrollToEnd(true);
 }
 
 function messageElement(m) {
