@@ -18,13 +18,10 @@ use std::io::Write;
 
 use wasm_bindgen::prelude::*;
 
-use crate::convert::{check_config, convert_source, ByteSource, ConvertReport, Files};
+use crate::convert::{check_config, convert_source, output_type, ByteSource, ConvertReport, Files};
 use crate::quant::GgmlType;
 use crate::wasm::js_error;
 use crate::Error;
-
-/// The types the browser may convert to (the CLI's `--type` choices).
-const TYPES: [GgmlType; 5] = [GgmlType::F32, GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1];
 
 /// What a throwing JS callback said, as text.
 fn describe(v: &JsValue) -> String {
@@ -124,7 +121,7 @@ pub fn convert_checkpoint(
     write: &js_sys::Function,
     progress: &js_sys::Function,
 ) -> Result<String, JsValue> {
-    let ty = GgmlType::parse_name(type_name).filter(|t| TYPES.contains(t)).ok_or_else(|| {
+    let ty = output_type(type_name).ok_or_else(|| {
         js_error(&Error::InvalidArgument(format!("conversion type {type_name:?}: expected f32, f16, q8_0, q4_0 or q4_1")))
     })?;
     let sizes: BTreeMap<String, u64> =

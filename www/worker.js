@@ -165,18 +165,18 @@ function promptIds(messages, raw = false) {
 }
 
 async function generate(msg) {
-  const m = need();
   const { ids } = promptIds(msg.messages, !!msg.options?.raw);
   if (isInterrupted(msg.id)) {
     interrupted.delete(msg.id);
     return { prompt_tokens: ids.length, prefill_tokens: 0, tokens: [], text: '', finish: 'abort', prefill_ms: 0, decode_ms: 0, ttft_ms: null, prompt_ids: ids, n_ctx: session.n_ctx() };
   }
   // Lets the page answer an interrupt at once with a truthful usage (see mobilellm.js #generate).
-  post({ id: msg.id, type: Msg.STARTED, prompt_tokens: ids.length, cached_prefix: session.reusable_prefix(Uint32Array.from(ids)) });
+  const prompt = Uint32Array.from(ids);
+  post({ id: msg.id, type: Msg.STARTED, prompt_tokens: ids.length, cached_prefix: session.reusable_prefix(prompt) });
   const onToken = (text, token) => post({ id: msg.id, type: Msg.TOKEN, text, token });
   generatingId = msg.id;
   try {
-    const r = JSON.parse(await session.generate(Uint32Array.from(ids), JSON.stringify(msg.options || {}), onToken));
+    const r = JSON.parse(await session.generate(prompt, JSON.stringify(msg.options || {}), onToken));
     return { ...r, prompt_ids: ids, n_ctx: session.n_ctx() };
   } finally {
     generatingId = null;

@@ -113,6 +113,12 @@ pub fn convert_files(
     convert_source(&MapFiles::new(files), "model", out, ty, progress)
 }
 
+/// The GGUF types a conversion may write, by the names the CLI and the browser use (`f32`, `f16`,
+/// `q8_0`, `q4_0`, `q4_1`); BF16 is a source format only. None for any other name.
+pub fn output_type(name: &str) -> Option<GgmlType> {
+    GgmlType::parse_name(name).filter(|t| matches!(t, GgmlType::F32 | GgmlType::F16 | GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1))
+}
+
 /// Checks a config.json alone (supported model type, shapes), so a browser can refuse an
 /// unsupported repository before downloading its weights.
 pub fn check_config(config_json: &[u8]) -> crate::Result<()> {

@@ -170,8 +170,7 @@ impl Graph {
             let mut pass = enc.begin_compute_pass(&Default::default());
             let head_ops = head.map(|(h, _)| h.ops.as_slice()).unwrap_or(&[]);
             for op in self.body.iter().chain(head_ops) {
-                let [x, y, z] = (op.dispatch)(step);
-                if x * y * z > 0 {
+                if op.workgroups(step).is_some() {
                     dispatches += 1;
                 }
                 op.encode(&mut pass, step);

@@ -70,10 +70,9 @@ impl Session {
         let ops: Vec<_> = self.graph.body.iter().chain(&head.ops).collect();
         let mut times: Vec<OpTime> = Vec::new();
         for op in &ops {
-            let [x, y, z] = (op.dispatch)(&step);
-            if x * y * z == 0 {
+            let Some([x, y, z]) = op.workgroups(&step) else {
                 continue;
-            }
+            };
             // The fastest repetition, less the round trip: the least disturbed by other work.
             let mut best = f64::INFINITY;
             for _ in 0..steps {

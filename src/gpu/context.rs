@@ -118,11 +118,10 @@ impl Gpu {
         if let Some(p) = self.pipelines.borrow().get(&key) {
             return p.clone();
         }
-        let desc = wgpu::ShaderModuleDescriptor {
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(entry),
             source: wgpu::ShaderSource::Wgsl(kernel.source(self.f16).into()),
-        };
-        let module = self.device.create_shader_module(desc);
+        });
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
             layout: None,
@@ -210,11 +209,7 @@ impl Gpu {
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        #[cfg(not(target_arch = "wasm32"))]
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("poll: {e}")))?;
-        rx.await
-            .map_err(|_| Error::Gpu("map callback dropped".into()))?
-            .map_err(|e| Error::Gpu(format!("buffer map failed: {e}")))?;
+        self.callback(rx, "map").await?.map_err(|e| Error::Gpu(format!("buffer map failed: {e}")))?;
         let bytes = {
             let view = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("mapped range: {e}")))?;
             view[..size as usize].to_vec()
@@ -229,9 +224,15 @@ impl Gpu {
         self.queue.on_submitted_work_done(move || {
             let _ = tx.send(());
         });
+        self.callback(rx, "work-done").await
+    }
+
+    /// The value a wgpu callback sends on `rx`: natively by polling the device until the GPU is
+    /// done, in the browser by yielding until the callback runs.
+    async fn callback<T>(&self, rx: futures_channel::oneshot::Receiver<T>, what: &str) -> Result<T> {
         #[cfg(not(target_arch = "wasm32"))]
         self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("poll: {e}")))?;
-        rx.await.map_err(|_| Error::Gpu("work-done callback dropped".into()))
+        rx.await.map_err(|_| Error::Gpu(format!("{what} callback dropped")))
     }
 
     /// Copies `size` bytes of `src` at `offset` into a fresh staging buffer and reads them.

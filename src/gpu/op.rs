@@ -17,12 +17,17 @@ impl Op {
         Op { label, pipeline, bind_group, dispatch }
     }
 
+    /// The workgroup grid for `step`, or None when the op has nothing to do (a zero count).
+    pub fn workgroups(&self, step: &StepParams) -> Option<[u32; 3]> {
+        let grid = (self.dispatch)(step);
+        grid.iter().all(|&n| n > 0).then_some(grid)
+    }
+
     /// Records the dispatch into `pass`; skipped when the workgroup count is zero.
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, step: &StepParams) {
-        let [x, y, z] = (self.dispatch)(step);
-        if x == 0 || y == 0 || z == 0 {
+        let Some([x, y, z]) = self.workgroups(step) else {
             return;
-        }
+        };
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(x, y, z);

@@ -246,14 +246,16 @@ export interface ChatCompletionStreamResult {
   debug: CompletionDebug;
 }
 
-/** An async iterable of chunks; leaving a for-await loop early stops the generation. */
-export interface ChatCompletionStream extends AsyncIterable<ChatCompletionChunk> {
-  [Symbol.asyncIterator](): ChatCompletionStream;
-  next(): Promise<IteratorResult<ChatCompletionChunk, undefined>>;
+/** An async iterable of `Chunk`s; leaving a for-await loop early stops the generation. */
+export interface GenerationStream<Chunk> extends AsyncIterable<Chunk> {
+  [Symbol.asyncIterator](): GenerationStream<Chunk>;
+  next(): Promise<IteratorResult<Chunk, undefined>>;
   return(): Promise<IteratorReturnResult<undefined>>;
   /** Resolves with usage and timings when the generation ends (rejects as the iteration would). */
   readonly finished: Promise<ChatCompletionStreamResult>;
 }
+
+export interface ChatCompletionStream extends GenerationStream<ChatCompletionChunk> {}
 
 export interface ChatCompletions {
   create(request: ChatCompletionRequestStreaming): Promise<ChatCompletionStream>;
@@ -289,12 +291,7 @@ export interface TextCompletion {
   debug?: CompletionDebug;
 }
 
-export interface TextCompletionStream extends AsyncIterable<TextCompletion> {
-  [Symbol.asyncIterator](): TextCompletionStream;
-  next(): Promise<IteratorResult<TextCompletion, undefined>>;
-  return(): Promise<IteratorReturnResult<undefined>>;
-  readonly finished: Promise<ChatCompletionStreamResult>;
-}
+export interface TextCompletionStream extends GenerationStream<TextCompletion> {}
 
 export interface Completions {
   create(request: CompletionRequestStreaming): Promise<TextCompletionStream>;
