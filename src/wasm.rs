@@ -139,9 +139,10 @@ impl Model {
             "context_length": c.context_length,
             "file_bytes": m.file_bytes,
             "has_chat_template": m.tokenizer.chat_template.is_some(),
-            "adapter": m.gpu.adapter_summary(),
-            "f16": m.gpu.f16,
-            "gpu_bytes": m.gpu.allocated_bytes(),
+            "backend": m.backend_name(),
+            "adapter": m.device_summary(),
+            "f16": m.gpu().is_some_and(|g| g.f16),
+            "gpu_bytes": m.weight_bytes(),
         })
         .to_string()
     }

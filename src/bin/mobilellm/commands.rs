@@ -170,7 +170,7 @@ pub fn info(raw: &[String]) -> CliResult {
     let c = &model.cfg;
     println!("model: {}", model.name.as_deref().unwrap_or("(unnamed)"));
     println!("file: {} bytes", model.file_bytes);
-    println!("adapter: {}", model.gpu.adapter_summary());
+    println!("adapter: {}", model.device_summary());
     println!(
         "config: arch {:?}, vocab {}, dim {}, blocks {} x repeat {}, heads {} / kv {}, head_dim {}, ffn {}, rope base {}, eps {}, context {}, tied embeddings {}",
         c.arch, c.n_vocab, c.dim, c.n_layers, c.block_repeat, c.n_heads, c.n_kv_heads, c.head_dim, c.ffn_dim, c.rope_base, c.norm_eps, c.context_length, c.tied_embeddings
@@ -187,7 +187,7 @@ pub fn info(raw: &[String]) -> CliResult {
     for t in &model.tensors {
         println!("  {:<28} {:<5} {:?} {} bytes", t.name, t.ty.name(), t.dims, t.bytes);
     }
-    println!("gpu memory for weights: {} bytes", model.gpu.allocated_bytes());
+    println!("gpu memory for weights: {} bytes", model.weight_bytes());
     Ok(())
 }
 
@@ -198,7 +198,7 @@ pub fn bench(raw: &[String]) -> CliResult {
     let t0 = mobilellm_web::engine::now_ms();
     let model = load(&args)?;
     let load_ms = mobilellm_web::engine::now_ms() - t0;
-    let weights_bytes = model.gpu.allocated_bytes();
+    let weights_bytes = model.weight_bytes();
     let mut sess = session(&model, &args)?;
     // A deterministic prompt of ordinary tokens (no special ids).
     let n_vocab = model.cfg.n_vocab as u32;
@@ -215,7 +215,7 @@ pub fn bench(raw: &[String]) -> CliResult {
     // Per-kernel times of a decode step after the prompt (each the fastest of three).
     let profile = if args.has("profile") { Some(pollster::block_on(sess.profile_decode(&prompt, 3))?) } else { None };
     let out = json!({
-        "adapter": model.gpu.adapter_summary(),
+        "adapter": model.device_summary(),
         "model_file_bytes": model.file_bytes,
         "load_ms": load_ms,
         "prompt_tokens": prompt_len,
@@ -224,7 +224,7 @@ pub fn bench(raw: &[String]) -> CliResult {
         "decode_tok_s": rate(res.tokens.len().saturating_sub(1), res.decode_ms),
         "ttft_ms": res.ttft_ms,
         "gpu_weight_bytes": weights_bytes,
-        "gpu_total_bytes": model.gpu.allocated_bytes(),
+        "gpu_total_bytes": model.weight_bytes(),
         "dispatches_per_token": res.dispatches_per_step,
         "submits_per_token": 1,
         "readback_bytes_per_token": res.readback_bytes_per_step,
