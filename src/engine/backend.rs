@@ -8,6 +8,7 @@
 
 use super::loaded::LoadedModel;
 use super::profile::DecodeProfile;
+use crate::cpu::backend::{CpuRun, CpuWeights};
 use crate::gpu::{Graph, GpuModel};
 use crate::sampler::Candidate;
 use crate::{Error, Result};
@@ -80,11 +81,13 @@ impl BackendKind {
 /// A loaded model's weights in the form its backend reads.
 pub enum ModelBackend {
     Gpu(GpuModel),
+    Cpu(CpuWeights),
 }
 
 /// A session's per-backend state: KV caches, activations, and how to run a step.
 pub(super) enum Exec {
     Gpu(Graph),
+    Cpu(CpuRun),
 }
 
 impl Exec {
@@ -95,6 +98,7 @@ impl Exec {
                 g.gpu.take_error()?;
                 Ok(Exec::Gpu(graph))
             }
+            ModelBackend::Cpu(w) => Ok(Exec::Cpu(CpuRun::new(w, &model.cfg, n_ctx, chunk)?)),
         }
     }
 
@@ -105,6 +109,8 @@ impl Exec {
         }
         match (self, &model.backend) {
             (Exec::Gpu(graph), ModelBackend::Gpu(g)) => graph.step(g, &model.cfg, tokens, pos0 as u32, head).await,
+            (Exec::Cpu(run), ModelBackend::Cpu(w)) => run.step(w, &model.cfg, tokens, pos0, head),
+            _ => Err(Error::InvalidArgument("a session of one backend used with a model of the other".into())),
         }
     }
 
@@ -112,6 +118,8 @@ impl Exec {
     pub async fn profile_decode(&mut self, model: &LoadedModel, pos: usize, steps: usize) -> Result<DecodeProfile> {
         match (self, &model.backend) {
             (Exec::Gpu(graph), ModelBackend::Gpu(g)) => graph.profile_decode(g, &model.cfg, pos as u32, steps).await,
+            (Exec::Cpu(run), ModelBackend::Cpu(w)) => run.profile_decode(w, &model.cfg, pos, steps),
+            _ => Err(Error::InvalidArgument("a session of one backend used with a model of the other".into())),
         }
     }
 }

@@ -2,9 +2,11 @@
 
 use std::rc::Rc;
 
-use super::backend::ModelBackend;
+use super::backend::{BackendKind, ModelBackend};
+use crate::cpu::backend::CpuWeights;
+use crate::cpu::kernels::{KvType, Pool};
 use crate::gguf::GgufFile;
-use crate::gpu::{Gpu, GpuModel};
+use crate::gpu::{Gpu, GpuModel, GpuOptions};
 use crate::model::{ModelConfig, ModelTensors};
 use crate::quant::GgmlType;
 use crate::tokenizer::Tokenizer;
@@ -30,29 +32,28 @@ pub struct LoadedModel {
 }
 
 /// What every backend needs from the file before it takes the weights: the parsed, validated
-/// config, tensor views and tokenizer.
-struct Parsed<'a> {
+/// config and tokenizer (tensor views are re-made from `file` while the bytes are borrowed).
+struct Parsed {
     file: GgufFile,
     cfg: ModelConfig,
     tokenizer: Tokenizer,
-    bytes: &'a [u8],
 }
 
-impl<'a> Parsed<'a> {
-    fn new(bytes: &'a [u8]) -> crate::Result<Self> {
+impl Parsed {
+    fn new(bytes: &[u8]) -> crate::Result<Self> {
         let file = GgufFile::parse(bytes)?;
         let cfg = ModelConfig::from_gguf(&file)?;
         // Validates every tensor's presence, shape and bounds before anything is allocated.
         ModelTensors::from_gguf(&file, bytes, &cfg)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
-        Ok(Parsed { file, cfg, tokenizer, bytes })
+        Ok(Parsed { file, cfg, tokenizer })
     }
 
-    fn tensors(&self) -> crate::Result<ModelTensors<'_>> {
-        ModelTensors::from_gguf(&self.file, self.bytes, &self.cfg)
+    fn tensors<'a>(&'a self, bytes: &'a [u8]) -> crate::Result<ModelTensors<'a>> {
+        ModelTensors::from_gguf(&self.file, bytes, &self.cfg)
     }
 
-    fn finish(self, backend: ModelBackend) -> Rc<LoadedModel> {
+    fn finish(self, file_bytes: u64, backend: ModelBackend) -> Rc<LoadedModel> {
         Rc::new(LoadedModel {
             tensors: self
                 .file
@@ -61,7 +62,7 @@ impl<'a> Parsed<'a> {
                 .map(|t| TensorSummary { name: t.name.clone(), ty: t.ty, dims: t.dims.clone(), bytes: t.n_bytes })
                 .collect(),
             name: self.file.get_str("general.name").map(str::to_string),
-            file_bytes: self.bytes.len() as u64,
+            file_bytes,
             cfg: self.cfg,
             tokenizer: self.tokenizer,
             backend,
@@ -69,19 +70,65 @@ impl<'a> Parsed<'a> {
     }
 }
 
+/// How to load a model: which backend, and its settings.
+#[derive(Clone)]
+pub struct LoadOptions {
+    pub backend: BackendKind,
+    /// GPU backend: precision.
+    pub gpu: GpuOptions,
+    /// CPU backend: threads (0 = what the host offers) and KV-cache element type.
+    pub threads: usize,
+    pub kv_type: KvType,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        // f16 keys and values: half the memory of f32 (what llama.cpp does too).
+        LoadOptions { backend: BackendKind::Auto, gpu: GpuOptions::default(), threads: 0, kv_type: KvType::F16 }
+    }
+}
+
 impl LoadedModel {
+    /// Loads `bytes` on the backend `opts` asks for. `Auto` takes the GPU when wgpu finds a real
+    /// one, and the CPU backend when there is no adapter or only a software one (lavapipe,
+    /// SwiftShader: CPUs emulating a GPU, far slower than running CPU code).
+    pub async fn open(bytes: Vec<u8>, opts: &LoadOptions) -> crate::Result<Rc<Self>> {
+        let cpu = |bytes| {
+            let threads = if opts.threads == 0 { crate::cpu::backend::default_threads() } else { opts.threads };
+            Self::load_cpu(bytes, Pool::new(threads), opts.kv_type)
+        };
+        match opts.backend {
+            BackendKind::Cpu => cpu(bytes),
+            BackendKind::Gpu => Self::load(Rc::new(Gpu::new(&opts.gpu).await?), &bytes),
+            BackendKind::Auto => match Gpu::new(&opts.gpu).await {
+                Ok(gpu) if !gpu.cpu_like => Self::load(Rc::new(gpu), &bytes),
+                _ => cpu(bytes),
+            },
+        }
+    }
+
     /// Parses, validates and uploads a whole GGUF held in memory to the GPU. Nothing is uploaded
     /// before the file, config, tensors and tokenizer have all been validated.
     pub fn load(gpu: Rc<Gpu>, bytes: &[u8]) -> crate::Result<Rc<Self>> {
         let parsed = Parsed::new(bytes)?;
-        let gpu_model = GpuModel::upload(gpu, &parsed.tensors()?)?;
-        Ok(parsed.finish(ModelBackend::Gpu(gpu_model)))
+        let gpu_model = GpuModel::upload(gpu, &parsed.tensors(bytes)?)?;
+        Ok(parsed.finish(bytes.len() as u64, ModelBackend::Gpu(gpu_model)))
+    }
+
+    /// Parses and validates a whole GGUF held in memory and keeps it, as it is, for the CPU
+    /// backend (the file is the weights: no copy, no f32 conversion), computing on `pool`.
+    pub fn load_cpu(bytes: Vec<u8>, pool: Pool, kv_type: KvType) -> crate::Result<Rc<Self>> {
+        let parsed = Parsed::new(&bytes)?;
+        let layout = CpuWeights::layout(&parsed.tensors(&bytes)?, &bytes)?;
+        let file_bytes = bytes.len() as u64;
+        Ok(parsed.finish(file_bytes, ModelBackend::Cpu(CpuWeights::new(bytes, layout, pool, kv_type))))
     }
 
     /// The GPU context, when the WebGPU backend runs this model.
     pub fn gpu(&self) -> Option<&Rc<Gpu>> {
         match &self.backend {
             ModelBackend::Gpu(g) => Some(&g.gpu),
+            ModelBackend::Cpu(_) => None,
         }
     }
 
@@ -89,6 +136,15 @@ impl LoadedModel {
     pub fn backend_name(&self) -> &'static str {
         match &self.backend {
             ModelBackend::Gpu(_) => "webgpu",
+            ModelBackend::Cpu(_) => "cpu",
+        }
+    }
+
+    /// Threads computing a step (1 on the GPU backend: the GPU does the work).
+    pub fn threads(&self) -> usize {
+        match &self.backend {
+            ModelBackend::Gpu(_) => 1,
+            ModelBackend::Cpu(w) => w.pool.threads(),
         }
     }
 
@@ -96,6 +152,7 @@ impl LoadedModel {
     pub fn device_summary(&self) -> String {
         match &self.backend {
             ModelBackend::Gpu(g) => g.gpu.adapter_summary(),
+            ModelBackend::Cpu(w) => format!("CPU, {} thread{}, {}", w.pool.threads(), if w.pool.threads() == 1 { "" } else { "s" }, crate::cpu::kernels::simd_name()),
         }
     }
 
@@ -103,6 +160,7 @@ impl LoadedModel {
     pub fn weight_bytes(&self) -> u64 {
         match &self.backend {
             ModelBackend::Gpu(g) => g.gpu.allocated_bytes(),
+            ModelBackend::Cpu(w) => w.bytes(),
         }
     }
 }

@@ -4,12 +4,14 @@
 pub mod backend;
 mod clock;
 mod loaded;
+mod memory;
 pub mod profile;
 mod session;
 mod stop;
 
 pub use backend::{BackendKind, ModelBackend};
 pub use clock::now_ms;
-pub use loaded::{LoadedModel, TensorSummary};
+pub use loaded::{LoadOptions, LoadedModel, TensorSummary};
+pub use memory::check_memory;
 pub use profile::{DecodeProfile, OpTime};
 pub use session::{FinishReason, GenerateRequest, GenerateResult, Session, SessionOptions, TokenEvent};
