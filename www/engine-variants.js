@@ -5,19 +5,23 @@
 //   pkg-mt-relaxed  both
 // A module using relaxed SIMD does not even compile in a browser without it, and one with shared
 // memory cannot be instantiated without cross-origin isolation, so each build is its own module.
-// The imports are written out one by one so bundlers (Vite, webpack) emit every build.
+// The glue modules are imported statically (tens of KB each; a build's .wasm is only fetched
+// when it is initialised): bundlers then emit every build with no configuration, and a worker
+// needs no code splitting (Vite bundles workers as single scripts by default).
 
-export const VARIANTS = Object.freeze(['pkg', 'pkg-relaxed', 'pkg-mt', 'pkg-mt-relaxed']);
+import * as pkg from './pkg/mobilellm_web.js';
+import * as pkgRelaxed from './pkg-relaxed/mobilellm_web.js';
+import * as pkgMt from './pkg-mt/mobilellm_web.js';
+import * as pkgMtRelaxed from './pkg-mt-relaxed/mobilellm_web.js';
 
-/** The wasm-bindgen glue module of a build. */
-export function importVariant(name) {
-  switch (name) {
-    case 'pkg': return import('./pkg/mobilellm_web.js');
-    case 'pkg-relaxed': return import('./pkg-relaxed/mobilellm_web.js');
-    case 'pkg-mt': return import('./pkg-mt/mobilellm_web.js');
-    case 'pkg-mt-relaxed': return import('./pkg-mt-relaxed/mobilellm_web.js');
-    default: throw new Error(`unknown engine build ${name}`);
-  }
+const BUILDS = { pkg, 'pkg-relaxed': pkgRelaxed, 'pkg-mt': pkgMt, 'pkg-mt-relaxed': pkgMtRelaxed };
+export const VARIANTS = Object.freeze(Object.keys(BUILDS));
+
+/** The wasm-bindgen glue module of a build (not yet initialised). */
+export async function importVariant(name) {
+  const glue = BUILDS[name];
+  if (!glue) throw new Error(`unknown engine build ${name}`);
+  return glue;
 }
 
 // A module whose one function computes i32x4.relaxed_dot_i8x16_i7x16_add_s on constants: it

@@ -59,6 +59,8 @@ export class MobileLLM {
   debug = {
     topLogits: (tokens, k = 2) => this.#request({ type: Msg.TOP_LOGITS, tokens: Array.from(tokens), k }),
     promptTokens: (messages) => this.#request({ type: Msg.TOKENIZE, messages: checkMessages(messages) }),
+    /** The CPU kernels' self-test inside the loaded wasm build: {ok, simd, cases: [...]}. */
+    cpuSelftest: () => this.#request({ type: Msg.SELFTEST }),
     /** Per-kernel times of one decode step after `messages` (forgets the cached conversation). */
     profileDecode: (messages, steps = 1) => this.#request({ type: Msg.PROFILE, messages: checkMessages(messages), steps }),
   };
@@ -87,6 +89,8 @@ export class MobileLLM {
    *   the CPU (no WebGPU, no adapter, or a software one such as SwiftShader); threads: the CPU
    *   backend's threads (default: the cores, at most 4; more than one needs a cross-origin isolated
    *   page, see loadStats.engine.threadsNote).
+   *   build (testing, debugging): one wasm build instead of the automatic choice (pkg,
+   *   pkg-relaxed, pkg-mt, pkg-mt-relaxed; the pkg-mt ones need cross-origin isolation).
    *   workerUrl/wasmUrl: files hosted elsewhere (wasmUrl: the single-thread build's .wasm, or an
    *   object mapping build names pkg, pkg-relaxed, pkg-mt, pkg-mt-relaxed to URLs). Checkpoints: hfToken for gated repositories (sent
    *   to huggingface.co only, never stored), hubUrl (default https://huggingface.co), revision
@@ -122,7 +126,7 @@ export class MobileLLM {
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const p = llm.#request({
-        type: Msg.LOAD, url: abs, backend, threads: opts.threads, forceF32, contextLength, useCache, wasmUrl, source: checkpoint, hfToken: checkpoint && hfToken ? String(hfToken) : undefined,
+        type: Msg.LOAD, url: abs, backend, threads: opts.threads, build: opts.build, forceF32, contextLength, useCache, wasmUrl, source: checkpoint, hfToken: checkpoint && hfToken ? String(hfToken) : undefined,
       }, { onProgress });
       id = llm.#nextId - 1;
       const r = await p;

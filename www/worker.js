@@ -10,7 +10,7 @@
 import { openModel, deleteCached } from './cache.js';
 import { openConverted } from './convert.js';
 import { Msg, MobileLLMError, serializeError, initWasm } from './protocol.js';
-import { importVariant, chooseVariant, probeBackend, wasmUrlFor, canShareMemory } from './engine-variants.js';
+import { VARIANTS, importVariant, chooseVariant, probeBackend, wasmUrlFor, canShareMemory } from './engine-variants.js';
 
 let glue = null;         // the chosen build's wasm-bindgen module, once initialised
 let variant = null;      // its name (one build per worker: a load never switches it)
@@ -52,6 +52,7 @@ self.onmessage = (ev) => {
     case Msg.UNLOAD: return run(msg.id, unload);
     case Msg.TOP_LOGITS: return run(msg.id, async () => JSON.parse(await need().top_logits(Uint32Array.from(msg.tokens), msg.k)));
     case Msg.TOKENIZE: return run(msg.id, () => promptIds(msg.messages, msg.raw));
+    case Msg.SELFTEST: return run(msg.id, () => { need(); return JSON.parse(glue.cpu_selftest()); });
     case Msg.PROFILE: return run(msg.id, async () => {
       const ids = promptIds(msg.messages).ids;
       return JSON.parse(await session.profile_decode(Uint32Array.from(ids), msg.steps || 1));
@@ -106,7 +107,11 @@ async function prepareEngine(msg) {
     throw new MobileLLMError('InvalidArgument', `backend must be "auto", "webgpu" or "cpu", not ${JSON.stringify(backend)}`);
   }
   const threads = backend === 'cpu' ? Math.max(1, Math.floor(msg.threads || defaultThreads())) : 1;
-  const want = chooseVariant({ backend, threads, pinned: typeof msg.wasmUrl === 'string' });
+  const want = msg.build || chooseVariant({ backend, threads, pinned: typeof msg.wasmUrl === 'string' });
+  if (msg.build && !VARIANTS.includes(msg.build)) throw new MobileLLMError('InvalidArgument', `build must be one of ${VARIANTS.join(', ')}`);
+  if (want.startsWith('pkg-mt') && !canShareMemory()) {
+    throw new MobileLLMError('InvalidArgument', `build ${want} needs a cross-origin isolated page (COOP/COEP)`);
+  }
   if (variant && variant !== want) {
     throw new MobileLLMError('InvalidArgument', `this engine worker runs the ${variant} build; load the model in a new MobileLLM instance`);
   }
