@@ -206,6 +206,8 @@ impl Model {
             "adapter": m.device_summary(),
             "f16": m.gpu().is_some_and(|g| g.f16),
             "gpu_bytes": m.weight_bytes(),
+            // The whole wasm heap (it never shrinks): the CPU backend's weights and KV caches live here.
+            "wasm_memory_bytes": core::arch::wasm32::memory_size(0) as u64 * 65536,
         })
         .to_string()
     }

@@ -73,12 +73,18 @@ test('greedy tokens on the CPU backend equal the native CLI for 64 tokens, on 1 
   for (const threads of [1, 2]) {
     const ref = cli(['generate', '--model', MODEL_PATH, '--prompt', STORY, '--temperature', '0', '-n', String(N), '--json', '--backend', 'cpu', '--threads', String(threads)]);
     assert.equal(ref.tokens.length, N, 'the native reply runs to the length limit');
-    const { engine, r } = await withModel(page, url, { backend: 'cpu', threads }, async (llm) => {
+    const { engine, info, r } = await withModel(page, url, { backend: 'cpu', threads }, async (llm) => {
       const res = await llm.completions.create({ prompt: 'Once upon a time, in a small village by the river,', temperature: 0, max_tokens: 64 });
       return { ids: res.debug.completion_token_ids, prompt: res.debug.prompt_token_ids, text: res.choices[0].text, timings: res.timings };
     });
     assert.equal(engine.backend, 'cpu');
     assert.equal(engine.threads, threads);
+    // Memory: the GGUF as it is (no f32 copy) + the KV caches (f16) + at most 64 MB for the rest.
+    const kv = info.n_ctx * info.n_layers * info.block_repeat * 2 * (info.n_kv_heads * info.dim / info.n_heads) * 2;
+    const bound = info.file_bytes + kv + (64 << 20);
+    assert.ok(info.wasm_memory_bytes <= bound, `wasm memory ${info.wasm_memory_bytes} > file ${info.file_bytes} + KV ${kv} + 64 MB`);
+    measured[`wasm_memory_mb_${threads}t`] = Math.round(info.wasm_memory_bytes / 2 ** 20);
+    measured.bound_mb = Math.round(bound / 2 ** 20);
     assert.deepEqual(r.prompt, ref.prompt_tokens, 'same tokenizer');
     assert.deepEqual(r.ids, ref.tokens, `${threads} thread(s): browser and native greedy tokens differ`);
     assert.equal(r.text, ref.text);

@@ -175,6 +175,8 @@ test('without WebGPU the page says so and runs the model on the CPU', async () =
   await p2.waitForSelector('#no-webgpu:not([hidden])');
   assert.match(await p2.textContent('#no-webgpu'), /WebGPU is not available.*runs on the CPU/s);
   assert.equal(await p2.isDisabled('#backend option[value=webgpu]'), true);
+  // The model is cached in this browser, so the page reopens it by itself; otherwise load it.
+  await p2.waitForFunction(() => ['idle', 'ready'].includes(document.body.dataset.status) && !document.querySelector('#load-button').disabled || document.body.dataset.status === 'ready', null, { timeout: 120_000 });
   if ((await p2.evaluate(() => document.body.dataset.status)) !== 'ready') {
     await p2.click('#load-button');
     await waitPageStatus(p2, 'ready');

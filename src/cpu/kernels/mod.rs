@@ -129,7 +129,7 @@ impl Rope {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KvType {
     F32,
     F16,
