@@ -41,11 +41,22 @@ export async function opfsFolder(root, name, create = false) {
   }
 }
 
-/** Removes `root/name` and everything in it; false when it was not there (or is in use). */
+/**
+ * Removes `root/name` and everything in it; false when it was not there or stays in use. A
+ * worker that was just terminated may hold its files open a moment longer: retried for 2 s.
+ */
 export async function removeFolder(root, name) {
   const top = typeof navigator !== 'undefined' && navigator.storage?.getDirectory ? await opfsFolder(root) : null;
   if (!top) return false;
-  return top.removeEntry(name, { recursive: true }).then(() => true, () => false);
+  for (let i = 0; ; i++) {
+    try {
+      await top.removeEntry(name, { recursive: true });
+      return true;
+    } catch (e) {
+      if (e?.name !== 'NoModificationAllowedError' || i >= 20) return false;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }
 
 /**

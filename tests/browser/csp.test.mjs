@@ -17,6 +17,15 @@ import { serveHub } from './hub.mjs';
 import { LOCAL_CONNECT } from '../../www/serve.mjs';
 
 let srv, bad, hub, browser, page, tmp;
+const HUB_REPO = 'test-org/tiny-csp';
+
+/** A tiny random Llama checkpoint (numpy) for the conversion under the policy. */
+function checkpointDir() {
+  const dir = path.join(tmp, 'tiny-csp');
+  execFileSync('python3', [path.join(ROOT, 'tests/fixtures/make_checkpoint.py'), dir, '--kind', 'llama', '--format', 'safetensors', '--dtype', 'f16', '--seed', '9', '--no-reference'],
+    { stdio: ['ignore', 'ignore', 'inherit'] });
+  return dir;
+}
 const measured = {};
 const CHAT = () => `${srv.url}/?${ENGINE.query}`;
 
@@ -24,6 +33,9 @@ before(async () => {
   tmp = mkdtempSync(path.join(os.tmpdir(), 'mobilellm-csp-'));
   srv = await serveWww();
   bad = await serveBad();
+  // Started first: the service worker keeps the headers of the files it precaches, so the
+  // policy of a cached worker script is the one of the install.
+  hub = await serveHub({ [HUB_REPO]: checkpointDir() });
   browser = await launch();
   // Every page records the violations it sees (the workers' reach the server through report-uri).
   await browser.ctx.addInitScript(() => {
@@ -135,11 +147,7 @@ test('the service worker installs and serves the page offline under the policy',
 });
 
 test('a checkpoint converts in the browser under the policy (conversion worker, OPFS)', async () => {
-  const repo = 'test-org/tiny-csp';
-  const dir = path.join(tmp, 'tiny-csp');
-  execFileSync('python3', [path.join(ROOT, 'tests/fixtures/make_checkpoint.py'), dir, '--kind', 'llama', '--format', 'safetensors', '--dtype', 'f16', '--seed', '9', '--no-reference'],
-    { stdio: ['ignore', 'ignore', 'inherit'] });
-  hub = await serveHub({ [repo]: dir });
+  const repo = HUB_REPO;
   await page.goto(blankPage(srv));
   await page.waitForFunction(() => window.apiReady === true);
   const r = await page.evaluate(async ([repo, hubUrl]) => {
@@ -175,7 +183,10 @@ test('model output with HTML or script is shown as text: streamed through the pa
       const parts = markup.match(/.{1,7}/gs);
       const usage = { prompt_tokens: 1, completion_tokens: parts.length, total_tokens: parts.length + 1 };
       return (async function* () {
-        for (const p of parts) yield { choices: [{ index: 0, delta: { content: p }, finish_reason: null }] };
+        for (const p of parts) {
+          await new Promise((r) => setTimeout(r, 30)); // streamed, as the engine does
+          yield { choices: [{ index: 0, delta: { content: p }, finish_reason: null }] };
+        }
         yield { choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], usage, timings: { decode_tokens_per_s: 1, ttft_ms: 1 } };
       })();
     };

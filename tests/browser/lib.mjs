@@ -63,6 +63,7 @@ export const weightRequests = (srv) => srv.requests.filter((r) => r.method === '
  *   cuts         fractions of the file where a response drops its connection; each is used once,
  *                by the first response that crosses it
  *   down         the next `down` requests answer 503
+ *   downAfterCut the requests after the next cut answer 503, this many times
  *   rate         bytes/s (0: as fast as possible)
  * `stats` counts what went over the wire: {requests: [{range, status, sent}], bytes}.
  */
@@ -100,7 +101,10 @@ export function faultyRoute(plan) {
     if (req.method === 'HEAD') return res.end();
     const cuts = (plan.cuts ?? []).map((f) => Math.floor(f * size)).sort((a, b) => a - b);
     const cut = cuts.find((c) => c > start);
-    if (cut !== undefined) plan.cuts = plan.cuts.filter((f) => Math.floor(f * size) !== cut);
+    if (cut !== undefined) {
+      plan.cuts = plan.cuts.filter((f) => Math.floor(f * size) !== cut);
+      if (plan.downAfterCut) { plan.down = plan.downAfterCut; plan.downAfterCut = 0; }
+    }
     const limit = cut ?? size;
     const chunk = plan.rate ? Math.max(1024, Math.min(64 * 1024, Math.floor(plan.rate / 10))) : 64 * 1024;
     const stream = createReadStream(plan.file, { start, end: limit - 1, highWaterMark: chunk });
@@ -255,12 +259,16 @@ export async function openPage() {
   return { srv, browser, page };
 }
 
-/** Prints what a suite measured, the browser's logs when VERBOSE is set, and closes both. */
+/**
+ * Prints what a suite measured, the browser's logs when VERBOSE is set, and closes both. Fails
+ * when the browser reported a Content-Security-Policy violation (serve.mjs report-uri).
+ */
 export async function closePage({ srv, browser } = {}, measured = {}) {
   if (process.env.VERBOSE) console.log(browser?.logs.join('\n'));
   console.log('measured:', JSON.stringify(measured));
   await browser?.close();
   await srv?.close();
+  if (srv?.cspReports?.length) throw new Error(`Content-Security-Policy violations: ${JSON.stringify(srv.cspReports)}`);
 }
 
 /** Sets the chat page's settings through its dialog, as a user would, and checks they took. */

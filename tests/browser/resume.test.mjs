@@ -140,7 +140,7 @@ test('a download cut at 30% and 80% resumes with Range requests: at most 1.2x th
 
 test('a load that gives up keeps its bytes and serves nothing; after a page reload the next load continues them', async () => {
   // Cut at 30%, then the host is down for the four retries: the load fails.
-  const route = bad.route('/flaky.gguf', { cuts: [0.3], down: 4 });
+  const route = bad.route('/flaky.gguf', { cuts: [0.3], downAfterCut: 4 });
   const url = `${bad.url}/flaky.gguf`;
   const t0 = Date.now();
   const first = await tryLoad(url);
@@ -256,7 +256,7 @@ test('a checkpoint\'s weights resume too: cut at 30% and 80% within a load, and 
   await page.evaluate((k) => window.api.deleteCached(k), key);
   route.stats.requests.length = 0;
   route.stats.bytes = 0;
-  Object.assign(route.plan, { cuts: [0.3], down: 4 });
+  Object.assign(route.plan, { cuts: [0.3], downAfterCut: 4 });
   const failed = await tryLoad(repo, { hubUrl: hub.url });
   assert.equal(failed.name, 'DownloadFailed', failed.message);
   const folders = Object.values(await partials('mobilellm-convert'));
@@ -289,7 +289,7 @@ test('a failed download loses nothing the user had: the cached model, the conver
   const cachedBefore = await page.evaluate(async () => (await (await import('/cache.js')).listCached()).map((c) => c.url).sort());
 
   // Another model whose host dies at 30%.
-  bad.route('/dies.gguf', { cuts: [0.3], down: 100 });
+  bad.route('/dies.gguf', { cuts: [0.3], downAfterCut: 1000 });
   await page.check('input[name=model-source][value=url]');
   await page.fill('#model-url', `${bad.url}/dies.gguf`);
   await page.click('#load-button');
