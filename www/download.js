@@ -87,11 +87,17 @@ export async function resumableDownload(target, { request, refuse, signal, onPro
   let fetched = 0; // bytes received by this call: the rate
   for (;;) {
     try {
-      if (canResume(target.meta) && target.size === target.meta.total) break; // already complete
-      const res = await open(target, request, refuse, signal, label);
-      if (!res) return null;
+      const opened = await open(target, request, refuse, signal, label);
+      if (!opened) return null;
       if (!started) { started = true; onStart?.(target.meta); }
-      for await (const chunk of readBody(res, signal, label)) {
+      let skip = opened.skip;
+      for await (let chunk of readBody(opened.res, signal, label)) {
+        if (skip) { // the byte that confirmed a complete file is still the same
+          const n = Math.min(skip, chunk.length);
+          skip -= n;
+          chunk = chunk.subarray(n);
+          if (!chunk.length) continue;
+        }
         await target.write(chunk);
         fetched += chunk.length;
         const secs = (performance.now() - t0) / 1000;
@@ -124,11 +130,14 @@ export async function resumableDownload(target, { request, refuse, signal, onPro
 }
 
 /**
- * Sends the request for what `target` is missing; returns a response whose body continues the
- * stored bytes (restarting the target when that is not possible), or null (refused as absent).
+ * Sends the request for what `target` is missing. Resolves to {res, skip}: a response whose body,
+ * after `skip` bytes, continues the stored bytes (the target restarted when that is not possible),
+ * or null (refused as absent). Stored bytes that are already the whole file are confirmed with
+ * their last byte (skip 1): a file of several (checkpoint shards) must not mix two versions.
  */
 async function open(target, request, refuse, signal, label) {
-  let offset = canResume(target.meta) && target.size > 0 ? target.size : 0;
+  const have = canResume(target.meta) ? target.size : 0;
+  let offset = have && have === target.meta.total ? have - 1 : have;
   let res = await send(request, offset ? { Range: `bytes=${offset}-` } : {}, signal, label);
   if (offset && (res.status === 416 || (res.status === 206 && !continues(res, offset, target.meta)))) {
     // The file changed (or shrank): what we have is worthless. Start over in full.
@@ -139,7 +148,7 @@ async function open(target, request, refuse, signal, label) {
   if (res.status === 200 || (res.status === 206 && offset)) {
     if (!res.body) throw transientError(`${label}: the response has no body`);
     if (res.status === 200) await target.restart(describeResponse(res));
-    return res;
+    return { res, skip: res.status === 206 ? have - offset : 0 };
   }
   res.body?.cancel().catch(() => {});
   if (RETRY_STATUS.has(res.status)) throw transientError(`could not fetch ${label}: HTTP ${res.status} ${res.statusText}`.trim());

@@ -67,11 +67,13 @@ export async function sweepFolders(root, lockPrefix, now = Date.now()) {
   const top = await opfsFolder(root);
   if (!top) return;
   const held = new Set(navigator.locks ? (await navigator.locks.query()).held.map((l) => l.name) : []);
+  const doomed = [];
   for await (const [name, handle] of top.entries()) {
     if (held.has(lockPrefix + name)) continue;
     if (FOLDER_RE.test(name) && handle.kind === 'directory' && now - (await lastWrite(handle)) < STALE_MS) continue;
-    await top.removeEntry(name, { recursive: true }).catch(() => {});
+    doomed.push(name);
   }
+  for (const name of doomed) await top.removeEntry(name, { recursive: true }).catch(() => {});
 }
 
 async function lastWrite(dir) {

@@ -231,48 +231,56 @@ test('an aborted download keeps its partial, which deleteCached removes', async 
   assert.deepEqual(await partials(), {}, 'the partial download is gone');
 });
 
-test('a checkpoint\'s weights resume too: cut at 30% and 80% within a load, and across loads after a reload', async () => {
-  // A tiny random Llama checkpoint (numpy), served by the stand-in Hub.
+test('a checkpoint\'s weights resume too: cut at 30% and 80% within a load; across loads, a complete shard is confirmed and a cut one continued', async () => {
+  // A tiny random Llama checkpoint in two safetensors shards (numpy), served by the stand-in Hub.
   const repo = 'test-org/tiny-resume';
   const dir = path.join(tmp, 'tiny-resume');
-  execFileSync('python3', [path.join(ROOT, 'tests/fixtures/make_checkpoint.py'), dir, '--kind', 'llama', '--format', 'safetensors', '--dtype', 'f16',
+  execFileSync('python3', [path.join(ROOT, 'tests/fixtures/make_checkpoint.py'), dir, '--kind', 'llama', '--format', 'sharded', '--dtype', 'f16',
     '--seed', '7', '--dim', '256', '--ffn', '512', '--layers', '2', '--no-reference'], { stdio: ['ignore', 'ignore', 'inherit'] });
   const out = path.join(tmp, 'tiny-resume.q8_0.gguf');
   execFileSync(process.env.MOBILELLM_CLI || path.join(ROOT, 'target/ci/mobilellm'), ['convert', '--hf', dir, '--out', out, '--type', 'q8_0'], { stdio: 'ignore' });
-  const weights = statSync(path.join(dir, 'model.safetensors')).size;
+  const want = sha256(readFileSync(out));
+  const [s1, s2] = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'];
+  const size1 = statSync(path.join(dir, s1)).size;
+  const size2 = statSync(path.join(dir, s2)).size;
   hub = await serveHub({ [repo]: dir });
   const key = resolveModelSource(repo, { hubUrl: hub.url }).key;
-  const route = hub.plan(repo, 'model.safetensors', { cuts: [0.3, 0.8] });
+  const shard1 = hub.plan(repo, s1, { cuts: [0.3, 0.8] });
+  const shard2 = hub.plan(repo, s2, {});
 
   const r = await tryLoad(repo, { hubUrl: hub.url });
   assert.ok(r.ok, `${r.name}: ${r.message}`);
-  assert.deepEqual(route.stats.requests.map((q) => q.status), [200, 206, 206], ranges(route).join(', '));
-  measured.checkpoint_cut_30_80 = { weights, bytes: route.stats.bytes, ratio: +(route.stats.bytes / weights).toFixed(4) };
-  assert.ok(route.stats.bytes <= 1.2 * weights, `fetched ${route.stats.bytes} bytes of a ${weights}-byte file`);
-  assert.equal(await cachedSha(key), sha256(readFileSync(out)), 'the same GGUF as the native converter');
+  assert.deepEqual(shard1.stats.requests.map((q) => q.status), [200, 206, 206], ranges(shard1).join(', '));
+  measured.checkpoint_cut_30_80 = { shard: size1, bytes: shard1.stats.bytes, ratio: +(shard1.stats.bytes / size1).toFixed(4) };
+  assert.ok(shard1.stats.bytes <= 1.2 * size1, `fetched ${shard1.stats.bytes} bytes of a ${size1}-byte file`);
+  assert.equal(await cachedSha(key), want, 'the same GGUF as the native converter');
   assert.deepEqual(await partials('mobilellm-convert'), {}, 'the checkpoint files are deleted after conversion');
 
-  // Across loads: cut at 30%, host down for the retries, the conversion fails and keeps the file.
+  // Across loads: shard 2 is cut at 30% and its host is down for the retries. The conversion
+  // fails, keeping shard 1 (complete) and shard 2's first bytes.
   await page.evaluate((k) => window.api.deleteCached(k), key);
-  route.stats.requests.length = 0;
-  route.stats.bytes = 0;
-  Object.assign(route.plan, { cuts: [0.3], downAfterCut: 4 });
+  for (const s of [shard1, shard2]) { s.stats.requests.length = 0; s.stats.bytes = 0; }
+  Object.assign(shard2.plan, { cuts: [0.3], downAfterCut: 4 });
   const failed = await tryLoad(repo, { hubUrl: hub.url });
   assert.equal(failed.name, 'DownloadFailed', failed.message);
   const folders = Object.values(await partials('mobilellm-convert'));
   assert.equal(folders.length, 1);
-  const kept = folders[0]['model.safetensors'];
-  assert.ok(kept > 0 && kept <= Math.floor(0.3 * weights), `kept ${kept} bytes`);
+  const kept = folders[0][s2];
+  assert.equal(folders[0][s1], size1);
+  assert.ok(kept > 0 && kept <= Math.floor(0.3 * size2), `kept ${kept} bytes`);
   assert.ok(!(await cachedUrls()).includes(key));
 
+  // After a reload: shard 1 is confirmed by its last byte, shard 2 continues where it stopped.
   await page.reload();
   await page.waitForFunction(() => window.apiReady === true);
+  const n1 = shard1.stats.requests.length, n2 = shard2.stats.requests.length;
   const again = await tryLoad(repo, { hubUrl: hub.url });
   assert.ok(again.ok, `${again.name}: ${again.message}`);
-  const last = route.stats.requests.at(-1);
-  assert.deepEqual([last.status, last.range], [206, `bytes=${kept}-`], ranges(route).join(', '));
-  assert.ok(route.stats.bytes <= 1.2 * weights, `fetched ${route.stats.bytes} bytes of a ${weights}-byte file`);
-  assert.equal(await cachedSha(key), sha256(readFileSync(out)));
+  assert.deepEqual(shard1.stats.requests.slice(n1).map((q) => [q.status, q.range, q.sent]), [[206, `bytes=${size1 - 1}-`, 1]]);
+  assert.deepEqual(shard2.stats.requests.slice(n2).map((q) => [q.status, q.range]), [[206, `bytes=${kept}-`]]);
+  measured.checkpoint_across_loads = { bytes: shard1.stats.bytes + shard2.stats.bytes, files: size1 + size2, requests: [...ranges(shard1), ...ranges(shard2)] };
+  assert.ok(shard2.stats.bytes <= 1.2 * size2, `fetched ${shard2.stats.bytes} bytes of a ${size2}-byte file`);
+  assert.equal(await cachedSha(key), want);
   assert.deepEqual(await partials('mobilellm-convert'), {});
 });
 
@@ -290,6 +298,7 @@ test('a failed download loses nothing the user had: the cached model, the conver
 
   // Another model whose host dies at 30%.
   bad.route('/dies.gguf', { cuts: [0.3], downAfterCut: 1000 });
+  await page.click('#open-model'); // the model panel folds away once a model is loaded
   await page.check('input[name=model-source][value=url]');
   await page.fill('#model-url', `${bad.url}/dies.gguf`);
   await page.click('#load-button');
@@ -299,9 +308,10 @@ test('a failed download loses nothing the user had: the cached model, the conver
   assert.deepEqual(await page.evaluate(async () => (await (await import('/cache.js')).listCached()).map((c) => c.url).sort()), cachedBefore);
   assert.ok((await partialSize()) > 0, 'the partial download is kept for the next attempt');
 
-  // A reload shows the same conversation; the cached model loads with no weight request.
+  // A reload shows the same conversation and reopens the cached model (the last one loaded).
   await page.reload();
-  await page.waitForSelector('#load-button:not([disabled])');
+  await waitStatus(page, 'ready');
+  assert.equal(await page.evaluate(() => window.__app.loadStats.fromCache), true);
   assert.equal(await page.evaluate(() => JSON.stringify(window.__app.conversation)), conversation);
   assert.equal(await page.locator('.msg.user .bubble').first().textContent(), 'Say hi.');
 });
