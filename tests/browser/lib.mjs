@@ -46,8 +46,17 @@ const CHROMIUM_ARGS = [
   '--use-webgpu-adapter=swiftshader',
 ];
 
-export function serveWww() {
-  return startServer({ root: path.join(ROOT, 'www'), port: 0, mounts: { '/__test/': path.join(ROOT, 'tests/browser/pages') } });
+/**
+ * www/ and the test pages (under /__test/), with serve.mjs's headers (isolation, the CSP). Its
+ * origin is allowed in the connect-src of the tests' other servers while it runs (pages there
+ * load the model from here).
+ */
+export async function serveWww() {
+  const srv = await startServer({ root: path.join(ROOT, 'www'), port: 0, mounts: { '/__test/': path.join(ROOT, 'tests/browser/pages') } });
+  LOCAL_CONNECT.add(srv.url);
+  const close = srv.close;
+  srv.close = () => { LOCAL_CONNECT.delete(srv.url); return close(); };
+  return srv;
 }
 
 /** Weight requests seen by the server (GETs of .gguf files). */

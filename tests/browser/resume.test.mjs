@@ -183,6 +183,21 @@ test('a host without Range support restarts from byte 0 and still caches the exa
   assert.deepEqual(await partials(), {});
 });
 
+test('without storing (useCache: false) a cut download continues inside the stream the engine reads', async () => {
+  // Range host: the stream continues at 30% and 80%. No-Range host: the restarted response is
+  // read past what the engine already has.
+  for (const [name, plan, statuses] of [['stream.gguf', { cuts: [0.3, 0.8] }, [200, 206, 206]], ['stream-norange.gguf', { range: false, cuts: [0.3] }, [200, 200]]]) {
+    const route = bad.route(`/${name}`, plan);
+    const r = await tryLoad(`${bad.url}/${name}`, { useCache: false });
+    assert.ok(r.ok, `${name}: ${r.name}: ${r.message}`);
+    assert.deepEqual(route.stats.requests.map((q) => q.status), statuses, ranges(route).join(', '));
+    if (plan.range !== false) assert.ok(route.stats.bytes <= 1.2 * SIZE, `fetched ${route.stats.bytes} bytes`);
+    measured[`uncached_${name}`] = +(route.stats.bytes / SIZE).toFixed(4);
+  }
+  assert.deepEqual((await cachedUrls()).filter((u) => u.includes('stream')), []);
+  assert.deepEqual(await partials(), {});
+});
+
 /** A copy of the model with different bytes (and a later mtime), still a loadable GGUF. */
 function changedModel(name) {
   const bytes = readFileSync(MODEL_PATH);
