@@ -80,6 +80,7 @@ export function startServer({ root, port = 8080, host = '127.0.0.1', quiet = tru
   roots.push(['/', path.resolve(root)]);
   const requests = [];
   const cspReports = [];
+  let self = null; // this server's origin ('self' already covers it)
   const server = createServer(async (req, res) => {
     const entry = { method: req.method, path: '', status: 0, time: Date.now(), range: req.headers.range ?? null };
     requests.push(entry);
@@ -89,7 +90,7 @@ export function startServer({ root, port = 8080, host = '127.0.0.1', quiet = tru
     res.setHeader('Access-Control-Expose-Headers', 'Content-Length, Content-Type, Content-Range, ETag, Last-Modified, Accept-Ranges');
     if (isolate) for (const [k, v] of Object.entries(ISOLATION_HEADERS)) res.setHeader(k, v);
     // On every response: a worker runs under the policy its own script was served with.
-    if (csp) res.setHeader('Content-Security-Policy', contentSecurityPolicy({ connectSrc: [...connectSrc] }));
+    if (csp) res.setHeader('Content-Security-Policy', contentSecurityPolicy({ connectSrc: [...connectSrc].filter((o) => o !== self) }));
     const done = (status) => { entry.status = status; if (!quiet) console.log(`${req.method} ${entry.path} ${status}`); };
     try {
       const url = new URL(req.url, 'http://localhost');
@@ -150,6 +151,7 @@ export function startServer({ root, port = 8080, host = '127.0.0.1', quiet = tru
     server.once('error', reject);
     server.listen(port, host, () => {
       const actual = server.address().port;
+      self = `http://${host}:${actual}`;
       resolve({
         port: actual,
         url: `http://${host}:${actual}`,

@@ -182,7 +182,8 @@ test('the chat page loads a MobileLLM-LS repository by name, converts it in the 
   assert.equal(key, resolveModelSource(LS, { hubUrl: hub.url }).key);
   assert.equal(await cachedSha256(key), native[LS].sha256, 'the browser wrote the same GGUF bytes as the native converter');
   assert.deepEqual(await scratchLeft(), [], 'the downloaded checkpoint is deleted after conversion');
-  assert.equal(await page.textContent('#model-chip'), `${LS} (q8_0)`);
+  // The chip names the model, then the engine (" · CPU ×2", " · GPU").
+  assert.ok((await page.textContent('#model-chip')).startsWith(`${LS} (q8_0) · `), await page.textContent('#model-chip'));
 
   // Complete mode: the raw text, continued.
   await page.check('#complete-mode');
