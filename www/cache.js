@@ -2,16 +2,29 @@
 //
 // Entries are keyed by a synthetic URL naming the model URL *and* its size, so a changed file at
 // the same URL is a different entry, and a cached model is found without any network request.
-// A download is written to the cache through a counting stream that checks the GGUF magic at
-// the start and the byte count at the end; if anything goes wrong (abort, network error, short
-// body, wrong file) the stream errors, `cache.put` rejects and the cache is left without an entry.
-// The model is then read back from the cache in chunks, so the page never holds the file twice.
+// An entry is only ever written whole, from a download that is complete (the announced size) and
+// starts with the GGUF magic, so an incomplete file is never served as a model.
+//
+// Downloads resume (download.js): the bytes go first to a partial file on OPFS
+// (`mobilellm-downloads/<folderName(url)>/model.gguf`, partial.js), which a cut connection, a
+// cancelled load or a closed tab leaves in place. Retries within the load and any later load of
+// the same URL continue it with Range requests; once complete it is copied into the cache and
+// deleted. deleteCached(url) removes it too. Without OPFS the download streams into the cache
+// (a retry within the load still continues where it was; a later load starts over).
+// The model is read back from the cache in chunks, so the page never holds the file twice.
 
 import { MobileLLMError } from './protocol.js';
+import { resumableDownload, canResume } from './download.js';
+import { PartialFile, hasOpfs, folderName, opfsFolder, removeFolder, sweepFolders, holdLock } from './partial.js';
 
 export const CACHE_NAME = 'mobilellm-models-v1';
 const KEY_BASE = 'https://mobilellm.cache/model';
 const GGUF_MAGIC = [0x47, 0x47, 0x55, 0x46]; // "GGUF"
+/** OPFS folder of partial model downloads, and of the conversions' checkpoint files (scratch.js). */
+export const DOWNLOADS_DIR = 'mobilellm-downloads';
+export const CONVERT_DIR = 'mobilellm-convert';
+export const LOCK_PREFIX = 'mobilellm-download:';
+const CONVERT_KEY_RE = /^convert:[a-z0-9_]+:(.+)$/;
 
 const hasCaches = () => typeof caches !== 'undefined';
 
@@ -25,7 +38,7 @@ function parseKey(keyUrl) {
   return { url: u.searchParams.get('url'), size: Number(u.searchParams.get('size')) };
 }
 
-/** Models in the cache: [{url, size, cachedAt}]. */
+/** Models in the cache: [{url, size, cachedAt}] (partial downloads are not models). */
 export async function listCached() {
   if (!hasCaches()) return [];
   const cache = await caches.open(CACHE_NAME);
@@ -39,15 +52,22 @@ export async function listCached() {
   return out;
 }
 
-/** Deletes every cached copy of `url`; returns how many entries were removed. */
+/**
+ * Deletes every cached copy of `url` and its partial download (for a conversion key, the
+ * checkpoint files kept for it); returns how many cache entries were removed.
+ */
 export async function deleteCached(url) {
-  if (!hasCaches()) return 0;
-  const cache = await caches.open(CACHE_NAME);
   let n = 0;
-  for (const req of await cache.keys()) {
-    const k = parseKey(req.url);
-    if (k && k.url === url && (await cache.delete(req))) n++;
+  if (hasCaches()) {
+    const cache = await caches.open(CACHE_NAME);
+    for (const req of await cache.keys()) {
+      const k = parseKey(req.url);
+      if (k && k.url === url && (await cache.delete(req))) n++;
+    }
   }
+  await removeFolder(DOWNLOADS_DIR, folderName(url)).catch(() => {});
+  const base = CONVERT_KEY_RE.exec(url)?.[1];
+  if (base) await removeFolder(CONVERT_DIR, folderName(base)).catch(() => {});
   return n;
 }
 
@@ -56,7 +76,7 @@ async function findCached(cache, url) {
     const k = parseKey(req.url);
     if (k && k.url === url) {
       const res = await cache.match(req);
-      if (res && res.body) return { res, size: k.size };
+      if (res && res.body) return { body: res.body, size: k.size, fromCache: true };
     }
   }
   return null;
@@ -65,8 +85,7 @@ async function findCached(cache, url) {
 /** A cached model by its key (URL, or a conversion key from hf.js), without any network request. */
 export async function openCached(url) {
   if (!hasCaches()) return null;
-  const hit = await findCached(await caches.open(CACHE_NAME), url);
-  return hit ? { body: hit.res.body, size: hit.size, fromCache: true } : null;
+  return findCached(await caches.open(CACHE_NAME), url);
 }
 
 /**
@@ -76,7 +95,7 @@ export async function openCached(url) {
 export async function storeModel(url, blob) {
   if (!hasCaches()) return false;
   const cache = await caches.open(CACHE_NAME);
-  await deleteCached(url);
+  for (const req of await cache.keys()) if (parseKey(req.url)?.url === url) await cache.delete(req);
   const key = cacheKey(url, blob.size);
   try {
     await cache.put(key, new Response(blob, { headers: entryHeaders(blob.size) }));
@@ -88,7 +107,7 @@ export async function storeModel(url, blob) {
   }
 }
 
-/** Reports progress at most every 100 ms (and always the last call). */
+/** Reports progress at most every 100 ms (and always when forced). */
 function throttled(onProgress) {
   let last = 0;
   return (p, force = false) => {
@@ -100,59 +119,21 @@ function throttled(onProgress) {
   };
 }
 
-async function fetchOrFail(url, signal) {
-  let res;
-  try {
-    res = await fetch(url, { signal, cache: 'no-store' });
-  } catch (e) {
-    if (signal?.aborted || e?.name === 'AbortError') throw new MobileLLMError('Aborted', 'model download aborted');
-    throw new MobileLLMError('DownloadFailed', `could not fetch ${url}: ${e?.message || e} (network error or missing CORS headers)`);
+/** Rejects a file whose first bytes (written at `offset`) are not "GGUF": a wrong link fails fast. */
+function checkMagic(offset, chunk) {
+  for (let i = 0; offset + i < 4 && i < chunk.length; i++) {
+    if (chunk[i] !== GGUF_MAGIC[offset + i]) throw new MobileLLMError('InvalidModelFile', 'not a GGUF file (the first bytes are not "GGUF")');
   }
-  if (!res.ok || !res.body) {
-    throw new MobileLLMError('DownloadFailed', `could not fetch ${url}: HTTP ${res.status} ${res.statusText}`.trim());
-  }
-  // Content-Length is the file size unless the transfer was compressed.
-  const len = Number(res.headers.get('content-length'));
-  const encoded = (res.headers.get('content-encoding') || 'identity') !== 'identity';
-  const size = !encoded && Number.isFinite(len) && len > 0 ? len : null;
-  return { res, size };
 }
 
-/**
- * A pass-through stream that counts bytes, reports download progress, rejects a non-GGUF start
- * and a byte count different from `size`. `state.error` keeps the real reason (cache.put only
- * reports a generic failure).
- */
-function checkingStream(size, report, state) {
-  const t0 = performance.now();
-  let loaded = 0;
-  const head = [];
-  return new TransformStream({
-    transform(chunk, controller) {
-      for (let i = 0; head.length < 4 && i < chunk.length; i++) head.push(chunk[i]);
-      if (head.length === 4 && loaded < 4 && head.some((b, i) => b !== GGUF_MAGIC[i])) {
-        state.error = new MobileLLMError('InvalidModelFile', 'not a GGUF file (the first bytes are not "GGUF")');
-        controller.error(state.error);
-        return;
-      }
-      loaded += chunk.length;
-      if (size !== null && loaded > size) {
-        state.error = new MobileLLMError('DownloadFailed', `received more than the announced ${size} bytes`);
-        controller.error(state.error);
-        return;
-      }
-      state.loaded = loaded;
-      const secs = (performance.now() - t0) / 1000;
-      report({ phase: 'download', loaded, total: size ?? undefined, rate: secs > 0 ? loaded / secs : 0 });
-      controller.enqueue(chunk);
-    },
-    flush(controller) {
-      if (size !== null && loaded !== size) {
-        state.error = new MobileLLMError('DownloadFailed', `download incomplete: ${loaded} of ${size} bytes`);
-        controller.error(state.error);
-      }
-    },
-  });
+/** download.js options for the model at `url`. */
+function downloadOptions(url, signal, report) {
+  return {
+    request: (headers) => fetch(url, { signal, cache: 'no-store', headers }),
+    signal,
+    label: url,
+    onProgress: (p) => report({ phase: 'download', ...p }),
+  };
 }
 
 /**
@@ -164,41 +145,106 @@ export async function openModel(url, { signal, onProgress, useCache = true } = {
   const cache = useCache && hasCaches() ? await caches.open(CACHE_NAME) : null;
   if (cache) {
     const hit = await findCached(cache, url);
-    if (hit) return { body: hit.res.body, size: hit.size, fromCache: true };
-  }
-  const { res, size } = await fetchOrFail(url, signal);
-  const state = { error: null, loaded: 0 };
-  const checked = res.body.pipeThrough(checkingStream(size, report, state), { signal });
-
-  if (!cache || size === null) {
-    // No cache, or no trustworthy size (the key needs it): stream straight into the engine.
-    // Without a size the engine's loader cannot pre-size its buffer, so collect the chunks.
-    if (size !== null) return { body: checked, size, fromCache: false };
-    const chunks = [];
-    let total = 0;
-    try {
-      for await (const c of checked) { chunks.push(c); total += c.length; }
-    } catch (e) {
-      throw state.error || abortOr(e, signal);
+    if (hit) return hit;
+    if (hasOpfs()) {
+      const done = await downloadToDisk(url, cache, signal, report);
+      if (done) return done;
     }
-    const blob = new Blob(chunks);
-    if (cache) await cache.put(cacheKey(url, total), new Response(blob, { headers: entryHeaders(total) }));
-    return { body: blob.stream(), size: total, fromCache: false };
   }
+  return streamModel(url, cache, signal, report);
+}
 
+/** The OPFS path: resumable across loads. Resolves null when OPFS cannot hold it (no room). */
+async function downloadToDisk(url, cache, signal, report) {
+  const name = folderName(url);
+  await sweepFolders(DOWNLOADS_DIR, LOCK_PREFIX).catch(() => {});
+  // One download of a URL at a time (two tabs): the second waits, then finds it cached.
+  const release = await holdLock(LOCK_PREFIX + name, signal).catch(() => {
+    throw new MobileLLMError('Aborted', 'model download aborted');
+  });
+  let part = null;
+  try {
+    const hit = await findCached(cache, url);
+    if (hit) return hit;
+    const dir = await opfsFolder(DOWNLOADS_DIR, name, true);
+    part = dir && (await PartialFile.open(dir, 'model.gguf', url).catch(() => null));
+    if (!part) return null;
+    const target = {
+      get size() { return part.size; },
+      get meta() { return part.meta; },
+      restart: (m) => part.restart(m),
+      setMeta: (m) => part.setMeta(m),
+      write: (chunk) => { checkMagic(part.size, chunk); part.write(chunk); },
+    };
+    try {
+      await resumableDownload(target, downloadOptions(url, signal, report));
+    } catch (e) {
+      // Kept for the next attempt: bytes of a known file after a broken connection or a cancel.
+      // Not: a refusal (404), a wrong file, bytes without a validator to check a continuation.
+      const keep = (e?.resumable || e?.name === 'Aborted') && canResume(part.meta) && part.size > 0;
+      part.close();
+      if (!keep) await removeFolder(DOWNLOADS_DIR, name);
+      // A disk too full to hold it: load it without storing.
+      if (e?.name === 'QuotaExceededError') return null;
+      throw e;
+    }
+    const size = part.size;
+    report({ phase: 'download', loaded: size, total: size, rate: 0 }, true);
+    const file = await part.file();
+    const key = cacheKey(url, size);
+    try {
+      await cache.put(key, new Response(file, { headers: entryHeaders(size) }));
+    } catch (e) {
+      await cache.delete(key).catch(() => {});
+      // No room for a second copy: load the complete file from OPFS, where it stays (the next
+      // load tries again, without downloading).
+      if (e?.name === 'QuotaExceededError') return { body: file.stream(), size, fromCache: false };
+      throw new MobileLLMError('DownloadFailed', `could not store ${url} in the cache: ${e?.message || e}`);
+    }
+    await removeFolder(DOWNLOADS_DIR, name);
+    const stored = await cache.match(key);
+    if (!stored?.body) throw new MobileLLMError('DownloadFailed', 'the model vanished from the cache right after it was stored');
+    return { body: stored.body, size, fromCache: false };
+  } finally {
+    part?.close();
+    release();
+  }
+}
+
+/**
+ * Without OPFS: the download as a stream (cut connections continue with Range requests within
+ * this load), stored in the cache on the way when there is one.
+ */
+async function streamModel(url, cache, signal, report) {
+  const ctl = new AbortController();
+  const onAbort = () => ctl.abort();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const target = new StreamTarget(() => ctl.abort());
+  let failure = null;
+  const started = new Promise((resolve) => {
+    const done = resumableDownload(target, { ...downloadOptions(url, ctl.signal, report), onStart: resolve });
+    done.then(() => target.end(), (e) => { failure = signal?.aborted ? new MobileLLMError('Aborted', 'model download aborted') : e; target.fail(failure); resolve(null); })
+      .finally(() => signal?.removeEventListener('abort', onAbort));
+  });
+  const meta = await started;
+  if (!meta) throw failure;
+  const body = target.stream;
+  let size = meta.total;
+  if (!cache && size !== null) return { body, size, fromCache: false };
+  // The loader needs the size before the first byte: without Content-Length, collect the file.
+  const blob = size === null ? await new Response(body).blob().catch((e) => { throw failure || e; }) : null;
+  size ??= blob.size;
+  if (!cache) return { body: blob.stream(), size, fromCache: false };
   const key = cacheKey(url, size);
   try {
-    await cache.put(key, new Response(checked, { headers: entryHeaders(size) }));
+    await cache.put(key, new Response(blob ?? body, { headers: entryHeaders(size) }));
   } catch (e) {
     await cache.delete(key).catch(() => {});
-    if (state.error) throw state.error;
+    if (failure) throw failure;
     if (signal?.aborted) throw new MobileLLMError('Aborted', 'model download aborted');
-    if (e?.name === 'QuotaExceededError') {
-      // Not enough storage to keep it: load it anyway, uncached.
-      const again = await fetchOrFail(url, signal);
-      return { body: again.res.body.pipeThrough(checkingStream(size, report, { error: null }), { signal }), size, fromCache: false };
-    }
-    throw new MobileLLMError('DownloadFailed', `download of ${url} failed after ${state.loaded} bytes: ${e?.message || e}`);
+    // Not enough storage to keep it: load it anyway, uncached.
+    if (e?.name === 'QuotaExceededError') return streamModel(url, null, signal, report);
+    throw new MobileLLMError('DownloadFailed', `download of ${url} failed after ${target.delivered} bytes: ${e?.message || e}`);
   }
   report({ phase: 'download', loaded: size, total: size, rate: 0 }, true);
   const stored = await cache.match(key);
@@ -206,9 +252,50 @@ export async function openModel(url, { signal, onProgress, useCache = true } = {
   return { body: stored.body, size, fromCache: false };
 }
 
-function abortOr(e, signal) {
-  if (signal?.aborted || e?.name === 'AbortError') return new MobileLLMError('Aborted', 'model download aborted');
-  return new MobileLLMError('DownloadFailed', `download failed: ${e?.message || e}`);
+/**
+ * A download target that passes the bytes on as a stream. What was passed on cannot be taken
+ * back: when the server starts the same file over (it ignores Range), the bytes already passed
+ * on are skipped; when the file changed, the stream fails.
+ */
+class StreamTarget {
+  size = 0;       // bytes of the current response's file received (download.js's offset)
+  meta = null;
+  delivered = 0;  // bytes passed on
+  #ctl; #wake = null;
+
+  constructor(onCancel) {
+    this.stream = new ReadableStream({
+      start: (c) => { this.#ctl = c; },
+      pull: () => { this.#wake?.(); this.#wake = null; },
+      // Wakes a write waiting for room, which then sees the aborted download.
+      cancel: () => { onCancel(); this.#wake?.(); },
+    }, { highWaterMark: 8 });
+  }
+
+  restart(meta) {
+    const same = this.meta && canResume(meta) && meta.total === this.meta.total &&
+      meta.etag === this.meta.etag && meta.lastModified === this.meta.lastModified;
+    if (this.delivered > 0 && !same) throw new MobileLLMError('DownloadFailed', 'the file changed on the server during the download');
+    this.meta = meta;
+    this.size = 0;
+  }
+
+  setMeta(meta) { this.meta = meta; }
+
+  async write(chunk) {
+    const skip = Math.min(chunk.length, Math.max(0, this.delivered - this.size));
+    this.size += chunk.length;
+    if (skip === chunk.length) return;
+    const rest = skip ? chunk.subarray(skip) : chunk;
+    checkMagic(this.delivered, rest);
+    this.delivered += rest.length;
+    this.#ctl.enqueue(rest);
+    // Backpressure, but only when the size is known: otherwise openModel collects everything.
+    if (this.meta?.total != null && this.#ctl.desiredSize <= 0) await new Promise((r) => { this.#wake = r; });
+  }
+
+  end() { this.#ctl.close(); }
+  fail(e) { try { this.#ctl.error(e); } catch { /* already closed */ } this.#wake?.(); }
 }
 
 function entryHeaders(size) {

@@ -5,6 +5,9 @@
 // system before the engine uploads the model, and a cancelled load simply terminates it (the
 // conversion itself is synchronous and could not see a cancel message).
 //
+// The checkpoint's files are downloaded resumably into a scratch folder of that checkpoint, which
+// outlives a failed or cancelled attempt (scratch.js); the next conversion continues them.
+//
 // Messages: in {type: 'convert', source, token, useCache, wasmUrl} | {type: 'cleanup'};
 // out {type: 'progress', progress} ... then {type: 'result', value} | {type: 'error', error};
 // after 'cleanup', {type: 'cleaned'}.
@@ -29,7 +32,10 @@ self.onmessage = async (ev) => {
   try {
     self.postMessage({ type: 'result', value: await convert(msg) });
   } catch (e) {
-    await scratch?.remove().catch(() => {});
+    // A download that gave up on a broken connection keeps what it has: the next load of this
+    // checkpoint continues it. Any other failure (refused, missing, unsupported) cleans up.
+    if (e?.resumable) scratch?.release();
+    else await scratch?.remove().catch(() => {});
     scratch = null;
     self.postMessage({ type: 'error', error: serializeError(asError(e)) });
   }
@@ -46,7 +52,7 @@ function asError(e) {
 async function convert({ source, token, useCache, wasmUrl }) {
   const progress = (p) => self.postMessage({ type: 'progress', progress: p });
   const wasm = await initWasm(init, wasmUrl);
-  scratch = await Scratch.open();
+  scratch = await Scratch.open(source.base);
   const t0 = performance.now();
   const sizes = await downloadCheckpoint(source, scratch, {
     token, onProgress: progress, checkConfig: (bytes) => check_checkpoint_config(bytes),

@@ -1,7 +1,9 @@
 // Hugging Face checkpoints as model sources: what `MobileLLM.load(model)` was given (a GGUF URL,
 // a Hub repository, or the base URL of a checkpoint folder), and the download of a checkpoint's
-// files (config.json, tokenizer, weights in any layout) with progress. The conversion itself
-// runs in the worker (convert.js -> src/wasm_convert.rs).
+// files (config.json, tokenizer, weights in any layout) with progress. The weights download
+// resumably (download.js) into files that outlive a failed attempt (scratch.js), so a cut
+// connection or a later load continues where it stopped. The conversion itself runs in the
+// worker (convert.js -> src/wasm_convert.rs).
 //
 // Accepted model names:
 //   facebook/MobileLLM-125M, hf:facebook/MobileLLM-125M@<revision>,
@@ -15,6 +17,8 @@
 // drop the header on cross-origin redirects).
 
 import { MobileLLMError } from './protocol.js';
+import { resumableDownload, httpError } from './download.js';
+import { MemoryPartial } from './partial.js';
 
 export const HUB_URL = 'https://huggingface.co';
 /** Conversion types the browser offers; q8_0 keeps a 125M model's quality (see README). */
@@ -89,35 +93,40 @@ export function authHeaders(url, token) {
 }
 
 /**
- * GETs `file` of the checkpoint. Resolves to the Response, or null for a 404 when `optional`.
- * 401/403 reject with GatedModel (a token is needed, or the token has no access), other
- * failures with DownloadFailed, an aborted signal with Aborted.
+ * The error for a refused request of `file`, or null for a 404 when `optional`: 401/403 are
+ * GatedModel (a token is needed, or the token has no access), other statuses DownloadFailed.
  */
-export async function fetchFile(source, file, { token, signal, optional = false } = {}) {
+function refusal(source, file, res, token, optional) {
   const url = source.base + file;
-  let res;
-  try {
-    res = await fetch(url, { signal, cache: 'no-store', headers: authHeaders(url, token), credentials: 'omit' });
-  } catch (e) {
-    if (signal?.aborted || e?.name === 'AbortError') throw new MobileLLMError('Aborted', 'model download aborted');
-    throw new MobileLLMError('DownloadFailed', `could not fetch ${url}: ${e?.message || e} (network error or missing CORS headers)`);
-  }
-  if (res.ok && res.body) return res;
-  res.body?.cancel().catch(() => {});
   const what = source.repo ?? source.base;
   if (res.status === 401 || res.status === 403) {
     const sent = Object.keys(authHeaders(url, token)).length > 0;
-    throw new MobileLLMError('GatedModel', sent
+    return new MobileLLMError('GatedModel', sent
       ? `${what}: the access token was refused for ${file} (HTTP ${res.status}). Check the token, and accept the model's terms on its Hugging Face page.`
       : `${what} needs a Hugging Face access token (HTTP ${res.status} for ${file}): the repository is gated or private, or does not exist. ` +
         'Create a token at https://huggingface.co/settings/tokens and pass it as hfToken (the page has a field for it).');
   }
   if (res.status === 404 && optional) return null;
   if (res.status === 404) {
-    throw new MobileLLMError('DownloadFailed', `${what} has no ${file} (HTTP 404)` +
+    return new MobileLLMError('DownloadFailed', `${what} has no ${file} (HTTP 404)` +
       (file === 'config.json' ? ': not a Hugging Face transformers checkpoint, or the repository or revision does not exist' : ''));
   }
-  throw new MobileLLMError('DownloadFailed', `could not fetch ${url}: HTTP ${res.status} ${res.statusText}`.trim());
+  return httpError(res, url);
+}
+
+/**
+ * Downloads `file` of the checkpoint into `target` (partial.js), continuing what it holds, with
+ * download.js's retries. Resolves false for a 404 when `optional`; otherwise rejects with
+ * GatedModel, DownloadFailed or Aborted.
+ */
+async function fetchInto(source, file, target, { token, signal, optional = false, onProgress } = {}) {
+  const url = source.base + file;
+  const meta = await resumableDownload(target, {
+    request: (headers) => fetch(url, { signal, cache: 'no-store', headers: { ...authHeaders(url, token), ...headers }, credentials: 'omit' }),
+    refuse: (res) => refusal(source, file, res, token, optional),
+    signal, onProgress, label: url,
+  });
+  return meta !== null;
 }
 
 /** Reports at most every 100 ms, and always when `force`. */
@@ -130,80 +139,59 @@ function throttle(fn) {
 }
 
 /**
- * Downloads the checkpoint's files into `store`: `store.create(name, sizeHint)` returns a sink
- * {write(Uint8Array), close()} (sync or async). The weights are found by trying, in order,
- * model.safetensors, model.safetensors.index.json (+ its shards), pytorch_model.bin and
- * pytorch_model.bin.index.json (+ shards). `checkConfig(bytes)` may throw to stop before the
- * weights are fetched. Resolves to {file name: size}.
+ * Downloads the checkpoint's files into `store` (scratch.js): `store.partial(name, url)` returns
+ * the file's download target, which may already hold the start of it from an earlier attempt:
+ * the download then continues from there. `store.forget(name)` drops a file that turned out not
+ * to exist. The weights are found by trying, in order, model.safetensors,
+ * model.safetensors.index.json (+ its shards), pytorch_model.bin and pytorch_model.bin.index.json
+ * (+ shards). `checkConfig(bytes)` may throw to stop before the weights are fetched. Resolves to
+ * {file name: size}.
  */
 export async function downloadCheckpoint(source, store, { token, signal, onProgress, checkConfig } = {}) {
   const report = throttle(onProgress);
   const sizes = {};
-  const t0 = performance.now();
-  let totalLoaded = 0;
-  const save = async (name, res) => {
-    const len = Number(res.headers.get('content-length'));
-    const encoded = (res.headers.get('content-encoding') || 'identity') !== 'identity';
-    const size = !encoded && len > 0 ? len : null;
-    const sink = await store.create(name, size);
-    let loaded = 0;
-    try {
-      for await (const chunk of res.body) {
-        if (signal?.aborted) throw new MobileLLMError('Aborted', 'model download aborted');
-        await sink.write(chunk);
-        loaded += chunk.length;
-        totalLoaded += chunk.length;
-        const secs = (performance.now() - t0) / 1000;
-        report({ phase: 'download', file: name, loaded, total: size ?? undefined, rate: secs > 0 ? totalLoaded / secs : 0 });
-      }
-    } catch (e) {
-      if (e instanceof MobileLLMError) throw e;
-      if (signal?.aborted || e?.name === 'AbortError') throw new MobileLLMError('Aborted', 'model download aborted');
-      throw new MobileLLMError('DownloadFailed', `download of ${source.base + name} failed after ${loaded} bytes: ${e?.message || e}`);
-    } finally {
-      await sink.close();
+  const opts = (optional) => ({ token, signal, optional });
+  // The weights: resumable, with progress. False when absent (and optional).
+  const save = async (name, optional = false) => {
+    const target = await store.partial(name, source.base + name);
+    const progress = (p) => report({ phase: 'download', file: name, ...p });
+    if (!(await fetchInto(source, name, target, { ...opts(optional), onProgress: progress }))) {
+      await store.forget(name);
+      return false;
     }
-    if (size !== null && loaded !== size) throw new MobileLLMError('DownloadFailed', `download of ${name} incomplete: ${loaded} of ${size} bytes`);
-    sizes[name] = loaded;
-    report({ phase: 'download', file: name, loaded, total: loaded, rate: 0 }, true);
-    return loaded;
+    sizes[name] = target.size;
+    report({ phase: 'download', file: name, loaded: target.size, total: target.size, rate: 0 }, true);
+    return true;
   };
-  const get = (name, optional = false) => fetchFile(source, name, { token, signal, optional });
+  // The small files: fetched whole each time (retried like the weights), then stored.
   const text = async (name, optional = false) => {
-    const res = await get(name, optional);
-    if (!res) return null;
-    const bytes = new Uint8Array(await res.arrayBuffer());
-    const sink = await store.create(name, bytes.length);
-    await sink.write(bytes);
-    await sink.close();
+    const mem = new MemoryPartial();
+    if (!(await fetchInto(source, name, mem, opts(optional)))) return null;
+    const bytes = mem.bytes();
+    const target = await store.partial(name, source.base + name);
+    await target.restart({ total: bytes.length, etag: null, lastModified: null });
+    await target.write(bytes);
     sizes[name] = bytes.length;
     return bytes;
   };
 
   const config = await text('config.json');
   checkConfig?.(config);
-  if (!(await saveIf(get('tokenizer.model', true), 'tokenizer.model', save)) && !(await text('tokenizer.json', true))) {
+  if (!(await save('tokenizer.model', true)) && !(await text('tokenizer.json', true))) {
     throw new MobileLLMError('DownloadFailed', `${source.repo ?? source.base} has neither tokenizer.model nor tokenizer.json`);
   }
   await text('tokenizer_config.json', true);
   await text('added_tokens.json', true);
 
   for (const [single, index] of [['model.safetensors', 'model.safetensors.index.json'], ['pytorch_model.bin', 'pytorch_model.bin.index.json']]) {
-    if (await saveIf(get(single, true), single, save)) return sizes;
+    if (await save(single, true)) return sizes;
     const idx = await text(index, true);
     if (!idx) continue;
-    for (const shard of shardNames(idx, index)) await save(shard, await get(shard));
+    for (const shard of shardNames(idx, index)) await save(shard);
     return sizes;
   }
   throw new MobileLLMError('DownloadFailed', `${source.repo ?? source.base} has no weights: expected model.safetensors, ` +
     'model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json');
-}
-
-async function saveIf(resPromise, name, save) {
-  const res = await resPromise;
-  if (!res) return false;
-  await save(name, res);
-  return true;
 }
 
 /** The files an index's weight_map names, each once; only plain file names are accepted. */

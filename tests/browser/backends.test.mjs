@@ -39,18 +39,22 @@ after(async () => {
   await srv?.close();
 });
 
-/** Loads the model with `opts` in `p`, runs `body(llm)` there (a function source), unloads. */
-function withModel(p, url, opts, body) {
-  return p.evaluate(async ([url, opts, body]) => {
+/**
+ * Loads the model with `opts` in `p`, runs `body(llm)` there, unloads. `body` goes to the page
+ * through Playwright (which is not subject to the page's CSP), not through `new Function` (which is).
+ */
+async function withModel(p, url, opts, body) {
+  const { engine, info } = await p.evaluate(async ([url, opts]) => {
     const llm = await window.api.MobileLLM.load(url, opts);
-    try {
-      // eslint-disable-next-line no-new-func
-      const r = await new Function('llm', `return (${body})(llm);`)(llm);
-      return { engine: llm.loadStats.engine, info: llm.info, r };
-    } finally {
-      await llm.unload();
-    }
-  }, [url, opts, body.toString()]);
+    window.__withModel = llm;
+    return { engine: llm.loadStats.engine, info: llm.info };
+  }, [url, opts]);
+  try {
+    const r = await p.evaluate(`(${body.toString()})(window.__withModel)`);
+    return { engine, info, r };
+  } finally {
+    await p.evaluate(() => window.__withModel.unload());
+  }
 }
 
 test('the CPU kernels pass their self-test in every wasm build', async () => {

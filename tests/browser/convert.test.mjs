@@ -182,7 +182,8 @@ test('the chat page loads a MobileLLM-LS repository by name, converts it in the 
   assert.equal(key, resolveModelSource(LS, { hubUrl: hub.url }).key);
   assert.equal(await cachedSha256(key), native[LS].sha256, 'the browser wrote the same GGUF bytes as the native converter');
   assert.deepEqual(await scratchLeft(), [], 'the downloaded checkpoint is deleted after conversion');
-  assert.equal(await page.textContent('#model-chip'), `${LS} (q8_0)`);
+  // The chip names the model, then the engine (" · CPU ×2", " · GPU").
+  assert.ok((await page.textContent('#model-chip')).startsWith(`${LS} (q8_0) · `), await page.textContent('#model-chip'));
 
   // Complete mode: the raw text, continued.
   await page.check('#complete-mode');
@@ -243,9 +244,11 @@ test('cancelling a conversion rejects with Aborted at once and caches nothing', 
   assert.equal(r.name, 'Aborted');
   assert.ok(r.ms !== null && r.ms < 2000, `rejected ${r.ms} ms after the abort`);
   assert.deepEqual(await cachedKeys(), keysBefore);
-  // The terminated conversion worker leaves its scratch folder behind; the next conversion
-  // sweeps it (checked by the next test).
+  // The terminated conversion worker leaves the checkpoint's files for the next attempt, which
+  // continues them (resume.test.mjs); deleteCached of the converted model's key removes them.
   assert.equal((await scratchLeft()).length, 1);
+  await page.evaluate((k) => window.api.deleteCached(k), resolveModelSource('test-org/slow', { hubUrl: hub.url }).key);
+  assert.deepEqual(await scratchLeft(), []);
 });
 
 test('the API converts a sharded safetensors repository to Q4_1 and completes like the native CLI', async () => {
@@ -276,7 +279,7 @@ test('the API converts a sharded safetensors repository to Q4_1 and completes li
   assert.equal(r.streamed, ref.text);
   measured.sharded_logit_rel_err = await compareLogits(SHARDED, [...ref.prompt_tokens, ...ref.tokens]);
   await page.evaluate(() => window.__llm.unload());
-  assert.deepEqual(await scratchLeft(), [], 'the cancelled conversion\'s scratch folder was swept');
+  assert.deepEqual(await scratchLeft(), [], 'no scratch files left after the conversion');
 });
 
 test('401, missing files and unsupported checkpoints give typed errors and leave nothing behind', async () => {

@@ -3,11 +3,15 @@
 // with the Hub's status codes: an unknown or gated repository is 401 (as huggingface.co answers
 // anonymous requests), a missing file in a known repository 404, another revision 404.
 // CORS like the Hub (Authorization allowed, so a page that sent a token would be seen), and a
-// log of every request with whether it carried an Authorization header.
+// log of every request with whether it carried an Authorization header. Files are served like
+// the Hub's CDN: ETag, Last-Modified and Range requests (lib.mjs faultyRoute), and a test can
+// script faults per file (hub.plan). Its origin is allowed in the pages' connect-src while it runs.
 
 import { createServer } from 'node:http';
-import { createReadStream, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import path from 'node:path';
+import { LOCAL_CONNECT } from '../../www/serve.mjs';
+import { faultyRoute } from './lib.mjs';
 
 /**
  * @param {Record<string, string>} repos  "owner/name" -> folder
@@ -16,6 +20,12 @@ import path from 'node:path';
  */
 export function serveHub(repos, { gated = [], slow = {} } = {}) {
   const requests = [];
+  const routes = new Map(); // "owner/name/file" -> faultyRoute
+  const route = (repo, file) => {
+    const key = `${repo}/${file}`;
+    if (!routes.has(key)) routes.set(key, faultyRoute({ file: path.join(repos[repo], file), rate: slow[repo] ?? 0 }));
+    return routes.get(key);
+  };
   const server = createServer((req, res) => {
     const url = new URL(req.url, 'http://x');
     const entry = { method: req.method, path: decodeURIComponent(url.pathname), auth: req.headers.authorization ?? null, status: 0 };
@@ -43,22 +53,22 @@ export function serveHub(repos, { gated = [], slow = {} } = {}) {
     if (!st?.isFile() || file.startsWith('.')) {
       return send(404, { 'Content-Type': 'application/json', 'X-Error-Code': 'EntryNotFound' }, '{"error":"Entry not found"}');
     }
-    entry.status = 200;
-    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': st.size });
-    if (req.method === 'HEAD') return res.end();
-    const rate = slow[repo];
-    const stream = createReadStream(full, rate ? { highWaterMark: Math.max(1024, Math.floor(rate / 10)) } : {});
-    res.on('close', () => stream.destroy());
-    if (!rate) return stream.pipe(res);
-    // One chunk per 100 ms.
-    stream.on('data', (chunk) => { res.write(chunk); stream.pause(); setTimeout(() => stream.resume(), 100); });
-    stream.on('end', () => res.end());
+    const r = route(repo, file);
+    r.handle(req, res);
+    entry.status = r.stats.requests.at(-1).status;
+    entry.range = req.headers.range ?? null;
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({
-    url: `http://127.0.0.1:${server.address().port}`,
-    requests,
-    /** Names of the files of `repo` fetched with GET, in order. */
-    filesRequested: (repo) => requests.filter((r) => r.method === 'GET' && r.path.startsWith(`/${repo}/resolve/`)).map((r) => r.path.split('/').pop()),
-    close: () => new Promise((r) => { server.closeAllConnections?.(); server.close(() => r()); }),
-  })));
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
+    const url = `http://127.0.0.1:${server.address().port}`;
+    LOCAL_CONNECT.add(url);
+    resolve({
+      url,
+      requests,
+      /** Scripts faults for one file (lib.mjs faultyRoute plan); returns its route ({plan, stats}). */
+      plan: (repo, file, changes) => { const r = route(repo, file); Object.assign(r.plan, changes); return r; },
+      /** Names of the files of `repo` fetched with GET, in order. */
+      filesRequested: (repo) => requests.filter((r) => r.method === 'GET' && r.path.startsWith(`/${repo}/resolve/`)).map((r) => r.path.split('/').pop()),
+      close: () => new Promise((r) => { LOCAL_CONNECT.delete(url); server.closeAllConnections?.(); server.close(() => r()); }),
+    });
+  }));
 }

@@ -3,13 +3,14 @@
 // WebGPU, and the native CLI as the reference.
 
 import { createServer } from 'node:http';
+import { createHash } from 'node:crypto';
 import { createReadStream, statSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { startServer } from '../../www/serve.mjs';
+import { startServer, LOCAL_CONNECT } from '../../www/serve.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const OUT = path.join(ROOT, 'tests/out');
@@ -45,12 +46,95 @@ const CHROMIUM_ARGS = [
   '--use-webgpu-adapter=swiftshader',
 ];
 
-export function serveWww() {
-  return startServer({ root: path.join(ROOT, 'www'), port: 0, mounts: { '/__test/': path.join(ROOT, 'tests/browser/pages') } });
+/**
+ * www/ and the test pages (under /__test/), with serve.mjs's headers (isolation, the CSP). Its
+ * origin is allowed in the connect-src of the tests' other servers while it runs (pages there
+ * load the model from here).
+ */
+export async function serveWww() {
+  const srv = await startServer({ root: path.join(ROOT, 'www'), port: 0, mounts: { '/__test/': path.join(ROOT, 'tests/browser/pages') } });
+  LOCAL_CONNECT.add(srv.url);
+  const close = srv.close;
+  srv.close = () => { LOCAL_CONNECT.delete(srv.url); return close(); };
+  return srv;
 }
 
 /** Weight requests seen by the server (GETs of .gguf files). */
 export const weightRequests = (srv) => srv.requests.filter((r) => r.method === 'GET' && r.path.endsWith('.gguf'));
+
+/**
+ * Serves one file the way a model host does, with faults a test scripts in `plan` (which it may
+ * change between requests):
+ *   file         the file served (point it at another file: the model was updated)
+ *   range        honour `Range: bytes=N-` with 206 (default true); false: always 200, whole file
+ *   validators   'both' (default), 'etag', 'last-modified' or 'none': which of ETag and
+ *                Last-Modified are sent (both change with the file)
+ *   cuts         fractions of the file where a response drops its connection; each is used once,
+ *                by the first response that crosses it
+ *   down         the next `down` requests answer 503
+ *   downAfterCut the requests after the next cut answer 503, this many times
+ *   rate         bytes/s (0: as fast as possible)
+ * `stats` counts what went over the wire: {requests: [{range, status, sent}], bytes}.
+ */
+export function faultyRoute(plan) {
+  const stats = { requests: [], bytes: 0 };
+  const handle = (req, res) => {
+    const entry = { range: req.headers.range ?? null, status: 0, sent: 0 };
+    stats.requests.push(entry);
+    res.setHeader('Access-Control-Expose-Headers', 'Content-Length, Content-Range, ETag, Last-Modified');
+    if (plan.down > 0) {
+      plan.down--;
+      entry.status = 503;
+      res.writeHead(503, { 'Content-Type': 'text/plain' });
+      return res.end('busy');
+    }
+    const st = statSync(plan.file);
+    const size = st.size;
+    const v = plan.validators ?? 'both';
+    const headers = { 'Content-Type': 'application/octet-stream' };
+    if (v === 'both' || v === 'etag') headers.ETag = `"${createHash('sha1').update(`${plan.file}:${size}:${st.mtimeMs}`).digest('hex').slice(0, 16)}"`;
+    if (v === 'both' || v === 'last-modified') headers['Last-Modified'] = st.mtime.toUTCString();
+    let start = 0;
+    const m = /^bytes=(\d+)-$/.exec(req.headers.range || '');
+    if (m && plan.range !== false) {
+      start = Number(m[1]);
+      if (start >= size) {
+        entry.status = 416;
+        res.writeHead(416, { ...headers, 'Content-Range': `bytes */${size}` });
+        return res.end();
+      }
+      headers['Content-Range'] = `bytes ${start}-${size - 1}/${size}`;
+    }
+    entry.status = start ? 206 : 200;
+    res.writeHead(entry.status, { ...headers, 'Content-Length': size - start });
+    if (req.method === 'HEAD') return res.end();
+    const cuts = (plan.cuts ?? []).map((f) => Math.floor(f * size)).sort((a, b) => a - b);
+    const cut = cuts.find((c) => c > start);
+    if (cut !== undefined) {
+      plan.cuts = plan.cuts.filter((f) => Math.floor(f * size) !== cut);
+      if (plan.downAfterCut) { plan.down = plan.downAfterCut; plan.downAfterCut = 0; }
+    }
+    const limit = cut ?? size;
+    const chunk = plan.rate ? Math.max(1024, Math.min(64 * 1024, Math.floor(plan.rate / 10))) : 64 * 1024;
+    const stream = createReadStream(plan.file, { start, end: limit - 1, highWaterMark: chunk });
+    const t0 = Date.now();
+    stream.on('data', (chunk) => {
+      entry.sent += chunk.length;
+      stats.bytes += chunk.length;
+      const ok = res.write(chunk);
+      const ahead = plan.rate ? (entry.sent / plan.rate) * 1000 - (Date.now() - t0) : 0;
+      if (!ok || ahead > 0) {
+        stream.pause();
+        const resume = () => setTimeout(() => stream.resume(), Math.max(0, ahead));
+        if (ok) resume(); else res.once('drain', resume);
+      }
+    });
+    // A cut: the bytes so far are flushed, then the connection closes short of Content-Length.
+    stream.on('end', () => (cut !== undefined ? res.socket?.end() : res.end()));
+    res.on('close', () => stream.destroy());
+  };
+  return { plan, stats, handle };
+}
 
 /**
  * A server that misbehaves on purpose (CORS-enabled, like a model host):
@@ -59,12 +143,16 @@ export const weightRequests = (srv) => srv.requests.filter((r) => r.method === '
  *   /truncated.gguf   announces the full size, sends half, then drops the connection
  *   /html.gguf        an HTML page (a wrong link)
  *   /garbage.gguf     "GGUF" then junk (a corrupt file)
+ *   route(path, plan) any other path, served by faultyRoute(plan); returns the route
+ * Its origin is allowed in the pages' connect-src (serve.mjs LOCAL_CONNECT) while it runs.
  */
 export function serveBad({ slowRate = 4e6 } = {}) {
   const size = statSync(MODEL_PATH).size;
+  const routes = new Map();
   const server = createServer((req, res) => {
     res.setHeader('Access-Control-Allow-Origin', '*');
     const p = new URL(req.url, 'http://x').pathname;
+    if (routes.has(p)) return routes.get(p).handle(req, res);
     const send = (status, headers, body) => { res.writeHead(status, headers); res.end(body); };
     if (p === '/slow.gguf' || p === '/truncated.gguf') {
       res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': size });
@@ -92,10 +180,15 @@ export function serveBad({ slowRate = 4e6 } = {}) {
     }
     send(404, { 'Content-Type': 'text/plain' }, 'not found');
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({
-    url: `http://127.0.0.1:${server.address().port}`,
-    close: () => new Promise((r) => { server.closeAllConnections?.(); server.close(() => r()); }),
-  })));
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
+    const url = `http://127.0.0.1:${server.address().port}`;
+    LOCAL_CONNECT.add(url);
+    resolve({
+      url,
+      route: (p, plan) => { const r = faultyRoute({ file: MODEL_PATH, ...plan }); routes.set(p, r); return r; },
+      close: () => new Promise((r) => { LOCAL_CONNECT.delete(url); server.closeAllConnections?.(); server.close(() => r()); }),
+    });
+  }));
 }
 
 /** A persistent Chromium context (Cache API and localStorage survive reloads within it). */
@@ -175,12 +268,16 @@ export async function openPage() {
   return { srv, browser, page };
 }
 
-/** Prints what a suite measured, the browser's logs when VERBOSE is set, and closes both. */
+/**
+ * Prints what a suite measured, the browser's logs when VERBOSE is set, and closes both. Fails
+ * when the browser reported a Content-Security-Policy violation (serve.mjs report-uri).
+ */
 export async function closePage({ srv, browser } = {}, measured = {}) {
   if (process.env.VERBOSE) console.log(browser?.logs.join('\n'));
   console.log('measured:', JSON.stringify(measured));
   await browser?.close();
   await srv?.close();
+  if (srv?.cspReports?.length) throw new Error(`Content-Security-Policy violations: ${JSON.stringify(srv.cspReports)}`);
 }
 
 /** Sets the chat page's settings through its dialog, as a user would, and checks they took. */
