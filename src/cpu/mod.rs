@@ -11,6 +11,7 @@
 //! block 1, ...), each token attending to the cache up to its own position. Every row is
 //! computed exactly as if it were fed alone, so chunked and token-by-token runs agree bit for bit.
 
+pub mod kernels;
 pub mod ops;
 
 use crate::model::{ModelConfig, ModelTensors, TensorRef};
