@@ -84,7 +84,7 @@ impl Acts {
             let mut sum = 0i32;
             for (o, &v) in q.iter_mut().zip(blk) {
                 // `as` saturates (and maps NaN to 0); the clamp is only a guard against rounding.
-                *o = ((v * id).round_ties_even() as i32).clamp(-16383, 16383) as i16;
+                *o = (super::math::round_even(v * id) as i32).clamp(-16383, 16383) as i16;
                 sum += *o as i32;
             }
             self.q.extend_from_slice(&q);

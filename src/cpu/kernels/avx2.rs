@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::math::{EXP_HI, EXP_LO, EXP_P, LN2_HI, LN2_LO, LOG2E};
+use super::math::{EXP_HI, EXP_LO, EXP_P, LN2_HI, LN2_LO, LOG2E, ROUND_MAGIC};
 use super::scalar::{self, TT};
 use super::{Acts, GgmlType, QMatrix};
 
@@ -172,7 +172,8 @@ pub(crate) unsafe fn axpy(ty: GgmlType, a: f32, v: &[u8], acc: &mut [f32]) {
 unsafe fn exp8(x: __m256) -> __m256 {
     // max(LO, x) is `LO > x ? LO : x`, min(HI, x) is `HI < x ? HI : x`: NaN passes, as in scalar.
     let x = _mm256_min_ps(_mm256_set1_ps(EXP_HI), _mm256_max_ps(_mm256_set1_ps(EXP_LO), x));
-    let n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    let magic = _mm256_set1_ps(ROUND_MAGIC);
+    let n = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)), magic), magic);
     let r = _mm256_sub_ps(_mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(LN2_HI))), _mm256_mul_ps(n, _mm256_set1_ps(LN2_LO)));
     let mut p = _mm256_set1_ps(EXP_P[0]);
     for &c in &EXP_P[1..] {

@@ -13,14 +13,14 @@ pub(crate) const EXP_LO: f32 = -104.0;
 pub(crate) const EXP_HI: f32 = 89.0;
 
 /// e^x in f32. The SIMD versions (avx2.rs, wasm.rs) perform exactly these operations:
-/// clamp (NaN passes through), n = round-half-even(x*log2e), r = (x - n*C1) - n*C2,
+/// clamp (NaN passes through), n = round_even(x*log2e), r = (x - n*C1) - n*C2,
 /// p = Horner(EXP_P, r), e = (p*(r*r) + r) + 1, result = (e * 2^(n>>1)) * 2^(n - (n>>1)).
 /// Scaling in two exact steps keeps both factors normal, so subnormal results round once.
 #[inline]
 pub fn exp_f32(x: f32) -> f32 {
     let x = if x < EXP_LO { EXP_LO } else { x };
     let x = if x > EXP_HI { EXP_HI } else { x };
-    let n = (x * LOG2E).round_ties_even();
+    let n = round_even(x * LOG2E);
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let mut p = EXP_P[0];
     for &c in &EXP_P[1..] {
@@ -37,6 +37,17 @@ pub fn exp_f32(x: f32) -> f32 {
 pub fn exp_sub_with(isa: super::Isa, xs: &mut [f32], m: f32) {
     assert!(super::Isa::available().contains(&isa), "{isa:?} is not available here");
     super::dispatch::exp_sub(isa, xs, m)
+}
+
+/// 1.5 * 2^23: adding and subtracting it rounds |v| < 2^22 to an integer, ties to even (the
+/// default IEEE rounding), in two plain additions on every target (`round_ties_even` is a libm
+/// call on baseline x86_64).
+pub(crate) const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// Round to the nearest integer, ties to even, for |v| < 2^22.
+#[inline(always)]
+pub(crate) fn round_even(v: f32) -> f32 {
+    (v + ROUND_MAGIC) - ROUND_MAGIC
 }
 
 /// silu(x) = x / (1 + e^-x), as cpu::ops::silu but with the portable exp.
