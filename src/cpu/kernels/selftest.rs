@@ -1,7 +1,9 @@
 //! A self-test that runs inside whatever build it is compiled into (native, wasm simd128, wasm
 //! relaxed-simd, threaded or not): a representative subset of tests/cpu_kernels.rs, well under a
 //! second. Each case compares the best instruction set with the f64 reference (cpu::ops) within
-//! a bound derived from the arithmetic, and with the scalar path bit for bit.
+//! a bound derived from the arithmetic, and with the scalar path bit for bit. `digest` hashes
+//! every result: it must be the same string in every build (native, wasm, relaxed); the native
+//! test pins it (tests/cpu_kernels.rs, SELFTEST_DIGEST).
 
 use super::math::exp_f32;
 use super::*;
@@ -29,6 +31,7 @@ struct Case {
     rel: f64,
     within: bool,
     bit_equal: bool,
+    digest: u64,
 }
 
 /// Compares got with want under per-element bounds; bit-compares with the scalar result.
@@ -41,7 +44,9 @@ fn case(name: String, got: &[f32], scalar: &[f32], want: &[f32], bound: &dyn Fn(
         within &= e <= bound(i) || g == w || (g.is_nan() && w.is_nan());
     }
     let bit_equal = got.len() == scalar.len() && got.iter().zip(scalar).all(|(a, b)| a.to_bits() == b.to_bits());
-    Case { name, abs, rel, within, bit_equal }
+    // FNV-1a over the result bits: equal digests across builds mean bit-identical results.
+    let digest = got.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, v| (h ^ v.to_bits() as u64).wrapping_mul(0x100_0000_01b3));
+    Case { name, abs, rel, within, bit_equal, digest }
 }
 
 const U: f64 = 1.0 / (1u64 << 24) as f64;
@@ -180,9 +185,10 @@ pub fn selftest_pool(pool: &Pool) -> String {
         cases.push(case("rope".into(), &got, &got, &want, &|i| 4.0 * U * (x[i].abs() + x[i ^ 1].abs()) as f64 + 1e-7));
     }
     let ok = cases.iter().all(|c| c.within && c.bit_equal);
+    let digest = cases.iter().fold(0u64, |h, c| h.rotate_left(7) ^ c.digest);
     let cases: Vec<_> = cases
         .iter()
         .map(|c| json!({"name": c.name, "max_abs_err": c.abs, "max_rel_err": c.rel, "bit_equal_scalar": c.bit_equal, "within_bound": c.within}))
         .collect();
-    json!({"ok": ok, "simd": isa.name(), "threads": pool.threads(), "cases": cases}).to_string()
+    json!({"ok": ok, "simd": isa.name(), "threads": pool.threads(), "digest": format!("{digest:016x}"), "cases": cases}).to_string()
 }
