@@ -1,7 +1,7 @@
 //! Benchmark of the CPU backend kernels (src/cpu/kernels) at the SmolLM2-135M shapes.
 //!
 //! cargo run --release --example bench_cpu -- [--threads N] [--quick] [--step (decode step only)]
-//!     [--types Q4_1,Q8_0,...]
+//!     [--types Q4_1,Q8_0,...] [--hot (no rotation: weights stay in cache, measures compute)]
 //!
 //! Per shape and weight type: decode (1 token) and prefill (64 tokens), median ms of a call,
 //! GB/s of weight bytes (each byte is read once per call). The decode numbers rotate over copies
@@ -95,7 +95,7 @@ fn main() {
                 continue;
             }
             let copies = (64 << 20) / one + 1;
-            let copies = copies.min(if one > (16 << 20) { 2 } else { copies });
+            let copies = if args.iter().any(|a| a == "--hot") { 1 } else { copies.min(if one > (16 << 20) { 2 } else { copies }) };
             let data: Vec<Vec<u8>> = (0..copies * mats).map(|_| tensor(&mut rng, ty, rows, cols)).collect();
             let m = |i: usize| QMatrix { ty, rows, cols, data: &data[i] };
             let mut res = Vec::new();

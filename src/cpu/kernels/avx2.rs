@@ -170,7 +170,9 @@ pub(crate) unsafe fn axpy(ty: GgmlType, a: f32, v: &[u8], acc: &mut [f32]) {
 /// exp of 8 lanes, operation for operation math::exp_f32.
 #[inline(always)]
 unsafe fn exp8(x: __m256) -> __m256 {
-    // max(LO, x) is `LO > x ? LO : x`, min(HI, x) is `HI < x ? HI : x`: NaN passes, as in scalar.
+    // x < LO (ordered: false for NaN) gives 0 at the end; max(LO, x) is `LO > x ? LO : x`,
+    // min(HI, x) is `HI < x ? HI : x`: NaN passes through, as in scalar.
+    let under = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_LO), _CMP_LT_OQ);
     let x = _mm256_min_ps(_mm256_set1_ps(EXP_HI), _mm256_max_ps(_mm256_set1_ps(EXP_LO), x));
     let magic = _mm256_set1_ps(ROUND_MAGIC);
     let n = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)), magic), magic);
@@ -186,7 +188,7 @@ unsafe fn exp8(x: __m256) -> __m256 {
     let bias = _mm256_set1_epi32(127);
     let s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
     let s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
-    _mm256_mul_ps(_mm256_mul_ps(e, s1), s2)
+    _mm256_andnot_ps(under, _mm256_mul_ps(_mm256_mul_ps(e, s1), s2))
 }
 
 #[target_feature(enable = "avx2,f16c")]

@@ -187,7 +187,9 @@ pub(crate) fn axpy(ty: GgmlType, a: f32, v: &[u8], acc: &mut [f32]) {
 /// exp of 4 lanes, operation for operation math::exp_f32.
 #[inline(always)]
 fn exp4(x: v128) -> v128 {
-    // pmax(x, LO) = x < LO ? LO : x and pmin(x, HI) = HI < x ? HI : x: NaN passes, as in scalar.
+    // x < LO (false for NaN) gives 0 at the end; pmax(x, LO) = x < LO ? LO : x and
+    // pmin(x, HI) = HI < x ? HI : x: NaN passes through, as in scalar.
+    let under = f32x4_lt(x, f32x4_splat(EXP_LO));
     let x = f32x4_pmin(f32x4_pmax(x, f32x4_splat(EXP_LO)), f32x4_splat(EXP_HI));
     let magic = f32x4_splat(ROUND_MAGIC);
     let n = f32x4_sub(f32x4_add(f32x4_mul(x, f32x4_splat(LOG2E)), magic), magic);
@@ -202,7 +204,7 @@ fn exp4(x: v128) -> v128 {
     let n2 = i32x4_sub(ni, n1);
     let s1 = i32x4_shl(i32x4_add(n1, i32x4_splat(127)), 23);
     let s2 = i32x4_shl(i32x4_add(n2, i32x4_splat(127)), 23);
-    f32x4_mul(f32x4_mul(e, s1), s2)
+    v128_andnot(f32x4_mul(f32x4_mul(e, s1), s2), under)
 }
 
 pub(crate) fn exp_sub(xs: &mut [f32], m: f32) {
