@@ -53,7 +53,7 @@ impl Acts {
     /// True when the rows were also quantised (cols a multiple of 32), i.e. quantised weights can
     /// use these activations.
     pub fn quantised(&self) -> bool {
-        self.cols % 32 == 0 && self.q.len() == self.tokens * self.cols
+        self.cols.is_multiple_of(32) && self.q.len() == self.tokens * self.cols
     }
 
     /// x: [tokens, cols]. Buffers are reused between calls (no allocation once grown).
@@ -74,7 +74,7 @@ impl Acts {
             self.r4.clear();
             self.r8.clear();
         }
-        if cols % 32 != 0 {
+        if !cols.is_multiple_of(32) {
             return;
         }
         for blk in x.chunks_exact(32) {

@@ -112,7 +112,7 @@ pub fn attention(pool: &Pool, q: &[f32], cache: &KvCache, pos0: usize, tokens: u
 pub fn attention_with(isa: Isa, pool: &Pool, q: &[f32], cache: &KvCache, pos0: usize, tokens: usize, n_heads: usize, n_kv_heads: usize, head_dim: usize, out: &mut [f32]) {
     assert!(Isa::available().contains(&isa), "{isa:?} is not available here");
     let qd = n_heads * head_dim;
-    assert!(n_kv_heads > 0 && n_heads % n_kv_heads == 0, "attention: {n_heads} heads over {n_kv_heads} KV heads");
+    assert!(n_kv_heads > 0 && n_heads.is_multiple_of(n_kv_heads), "attention: {n_heads} heads over {n_kv_heads} KV heads");
     assert_eq!(n_kv_heads * head_dim, cache.kv_dim, "attention: cache rows are not n_kv_heads*head_dim");
     assert!(q.len() == tokens * qd && out.len() == tokens * qd, "attention: q/out are not [tokens, n_heads*head_dim]");
     assert!(pos0 + tokens <= cache.n_ctx, "attention: positions beyond the cache");

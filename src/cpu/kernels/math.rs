@@ -3,9 +3,11 @@
 //! Rust wasm libm in the last bit). No fused multiply-add anywhere: Rust never contracts a*b+c.
 
 /// Cephes expf's minimax polynomial for e^r - 1 - r on |r| <= ln2/2 (about 1 ulp overall).
+#[allow(clippy::excessive_precision)] // the published coefficients, rounded to f32 by the compiler
 pub(crate) const EXP_P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5];
 pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 = C1 + C2 with C1 exact in 9 bits, so n*C1 is exact for |n| < 2^15 (Cody-Waite).
+#[allow(clippy::excessive_precision)] // written out exactly: 355/512
 pub(crate) const LN2_HI: f32 = 0.693_359_375;
 pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
 /// Below EXP_LO the result is 0: every nonzero result is a normal number (subnormal arithmetic
@@ -73,6 +75,7 @@ pub fn exp_f64(x: f64) -> f64 {
     if x < -745.2 {
         return 0.0;
     }
+    #[allow(clippy::excessive_precision)]
     const LN2_HI: f64 = 6.931_471_803_691_238_2e-1; // 32 significant bits
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     let n = (x * std::f64::consts::LOG2_E).round_ties_even();

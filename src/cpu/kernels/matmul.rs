@@ -87,8 +87,10 @@ fn run(isa: Isa, pool: &Pool, acts: &Acts, jobs: &[Job]) {
     let cost = |j: &Job| j.w.row_bytes() * if j.w2.is_some() { 2 } else { 1 };
     let total: usize = jobs.iter().map(|j| j.w.rows * cost(j)).sum();
     // Small products are not worth a synchronisation (about 2 µs): ~64 KB of weights per part.
+    // Whole multiples of the thread count, so that no thread gets one part more than another.
     let by_size = (total * acts.tokens / 65536).max(1);
-    let parts = (pool.threads() * PARTS_PER_THREAD).min(by_size);
+    let th = pool.threads();
+    let parts = if by_size < th { by_size } else { th * PARTS_PER_THREAD.min(by_size / th) };
     // Cut point p (in bytes) -> row of job j, rounded to a multiple of 4 rows.
     let cut = |j: usize, start: usize, p: usize| -> usize {
         let x = total * p / parts;
@@ -156,8 +158,8 @@ fn tile(isa: Isa, w: &QMatrix, r: usize, n: usize, acts: &Acts, t0: usize, t1: u
     if !w.is_quantised() {
         for i in 0..n {
             let row = w.row(r + i);
-            for t in t0..t1 {
-                acc[t - t0][i] = dispatch::dot(isa, w.ty, row, &acts.x[t * acts.cols..][..acts.cols]);
+            for (t, a) in (t0..t1).zip(acc.iter_mut()) {
+                a[i] = dispatch::dot(isa, w.ty, row, &acts.x[t * acts.cols..][..acts.cols]);
             }
         }
         return;

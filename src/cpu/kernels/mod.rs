@@ -66,7 +66,7 @@ impl QMatrix<'_> {
     }
 
     fn check(&self) {
-        assert!(self.cols % self.ty.block_len() == 0, "{}: {} columns are not whole blocks", self.ty.name(), self.cols);
+        assert!(self.cols.is_multiple_of(self.ty.block_len()), "{}: {} columns are not whole blocks", self.ty.name(), self.cols);
         assert_eq!(self.data.len(), self.rows * self.row_bytes(), "{} [{}, {}]: wrong byte length", self.ty.name(), self.rows, self.cols);
     }
 }

@@ -26,7 +26,7 @@ pub struct Rope {
 
 impl Rope {
     pub fn new(head_dim: usize, base: f32, n_ctx: usize) -> Self {
-        assert!(head_dim % 2 == 0, "Rope: odd head_dim");
+        assert!(head_dim.is_multiple_of(2), "Rope: odd head_dim");
         let half = head_dim / 2;
         let ln_base = super::math::ln_f64(base as f64);
         let inv_freq: Vec<f64> = (0..half).map(|i| super::math::exp_f64(-(2.0 * i as f64 / head_dim as f64) * ln_base)).collect();

@@ -55,8 +55,8 @@ fn nibble_dot(qs: &[u8], x: &[i16]) -> i32 {
 pub(crate) fn q_tile(w: &QMatrix, row0: usize, n: usize, acts: &Acts, t0: usize, t1: usize, acc: &mut [[f32; 4]; TT]) {
     for i in 0..n {
         let row = w.row(row0 + i);
-        for t in t0..t1 {
-            acc[t - t0][i] = q_dot(w.ty, row, acts, t);
+        for (t, a) in (t0..t1).zip(acc.iter_mut()) {
+            a[i] = q_dot(w.ty, row, acts, t);
         }
     }
 }
