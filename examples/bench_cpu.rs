@@ -79,8 +79,17 @@ fn main() {
     let pool = Pool::new(threads);
     println!("cpu kernels: {} ({} threads)", Isa::best().name(), pool.threads());
 
-    let sync = time(20001, |_| pool.run(pool.threads(), &|_| {})) * 1e6;
-    println!("pool: empty parallel region {sync:.2} µs (median)");
+    // An empty region is finished by the caller before a worker notices it; give every part ~5 µs
+    // of work so that all threads take part, and subtract that work measured on one thread.
+    let spin = |_| {
+        let t = Instant::now();
+        while t.elapsed().as_secs_f64() < 5e-6 {
+            std::hint::spin_loop();
+        }
+    };
+    let empty = time(20001, |_| pool.run(pool.threads(), &|_| {})) * 1e6;
+    let busy = time(20001, |_| pool.run(pool.threads(), &spin)) * 1e6;
+    println!("pool: empty region {empty:.2} µs; region of {} x 5 µs parts: {busy:.2} µs (sync cost {:.2} µs), medians", pool.threads(), busy - 5.0);
 
     let mut rng = Rng(0x2545F4914F6CDD1D);
     let shapes: [(&str, usize, usize); 5] = [("q/o 576x576", 576, 576), ("k/v 192x576", 192, 576), ("gate+up 2x1536x576", 1536, 576), ("down 576x1536", 576, 1536), ("logits 49152x576", 49152, 576)];

@@ -417,3 +417,14 @@ fn a_panicking_part_panics_the_caller() {
     let pool = Pool::new(2);
     pool.run(8, &|p| assert!(p != 5, "part 5"));
 }
+
+#[test]
+fn dequantize_row_is_the_reference() {
+    let mut rng = Rng(31);
+    for ty in GgmlType::ALL {
+        let w = weights(&mut rng, ty, 5, 64, 1.0);
+        let mut row = vec![0f32; 64];
+        w.m().dequantize_row(3, &mut row);
+        assert_eq!(bits(&row), bits(&w.deq[3 * 64..4 * 64]), "{ty:?}");
+    }
+}

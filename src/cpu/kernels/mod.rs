@@ -61,6 +61,13 @@ impl QMatrix<'_> {
         &self.data[r * rb..(r + 1) * rb]
     }
 
+    /// Row r dequantised into out (bit-exact with quant::dequantize): the embedding lookup.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        assert_eq!(out.len(), self.cols, "dequantize_row: out is not [cols]");
+        let v = crate::quant::dequantize(self.ty, self.row(r), self.cols).expect("a whole row of blocks");
+        out.copy_from_slice(&v);
+    }
+
     pub(crate) fn is_quantised(&self) -> bool {
         self.ty.block_len() == 32
     }
