@@ -213,7 +213,8 @@ impl Pool {
         s.job.store(&job as *const Job<'_> as *mut Job<'static>, Relaxed);
         s.parts.store(parts, Relaxed);
         s.done.store(0, Relaxed);
-        let seq = (s.ticket.load(Relaxed) >> 32) + 1;
+        // 32-bit sequence numbers wrap (after ~4e9 jobs): mask, so `seq << 32` keeps them whole.
+        let seq = ((s.ticket.load(Relaxed) >> 32) + 1) & 0xffff_ffff;
         s.ticket.store(seq << 32, SeqCst);
         if s.sleepers.load(SeqCst) > 0 {
             let _g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
