@@ -202,7 +202,7 @@ impl Model {
             "has_chat_template": m.tokenizer.chat_template.is_some(),
             "backend": m.backend_name(),
             "threads": m.threads(),
-            "simd": crate::cpu::kernels::simd_name(),
+            "simd": crate::cpu::kernels::Isa::best().name(),
             "adapter": m.device_summary(),
             "f16": m.gpu().is_some_and(|g| g.f16),
             "gpu_bytes": m.weight_bytes(),

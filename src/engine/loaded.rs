@@ -152,7 +152,7 @@ impl LoadedModel {
     pub fn device_summary(&self) -> String {
         match &self.backend {
             ModelBackend::Gpu(g) => g.gpu.adapter_summary(),
-            ModelBackend::Cpu(w) => format!("CPU, {} thread{}, {}", w.pool.threads(), if w.pool.threads() == 1 { "" } else { "s" }, crate::cpu::kernels::simd_name()),
+            ModelBackend::Cpu(w) => format!("CPU, {} thread{}, {}", w.pool.threads(), if w.pool.threads() == 1 { "" } else { "s" }, crate::cpu::kernels::Isa::best().name()),
         }
     }
 
