@@ -12,6 +12,21 @@
 //! - float weights x f32 activations: element c goes to lane c%16, each lane `l = l + w*x` in
 //!   order, then the fixed tree ((l[i]+l[i+8]) + (l[i+4]+l[i+12])) ... (`reduce16`);
 //! - no FMA, no libm: exp/log/sin/cos are portable (math.rs).
+//!
+//! One decode step of a layer, as the engine calls it (5 parallel regions):
+//! ```text
+//! rmsnorm(x, attn_norm, eps, n);  acts.prepare(&n, T, dim);
+//! matmul(pool, &acts, &mut [q(Store), k(Store), v(Store)]);          // one region
+//! rope.apply(q_t, n_heads, pos); rope.apply(k_t, n_kv_heads, pos); cache.write(pos, k_t, v_t);
+//! attention(pool, &q, &cache, pos0, T, n_heads, n_kv_heads, hd, &mut att);
+//! acts.prepare(&att, T, q_dim);  matmul(pool, &acts, &mut [o(Accumulate into x)]);
+//! rmsnorm(x, ffn_norm, eps, n);  acts.prepare(&n, T, dim);
+//! matmul_swiglu(pool, &acts, gate, up, &mut h);
+//! acts.prepare(&h, T, ffn);      matmul(pool, &acts, &mut [down(Accumulate into x)]);
+//! ```
+//! Weights are GGUF bytes as stored (`QMatrix`), never repacked; one `Acts` per input serves every
+//! product of that input. Natively `Pool::new(n)` spawns threads; in the browser use
+//! `Pool::new_external(n)` and run `worker_loop` in n-1 Web Workers. `selftest()` checks a build.
 
 mod acts;
 mod attention;
