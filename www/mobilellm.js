@@ -59,6 +59,8 @@ export class MobileLLM {
   debug = {
     topLogits: (tokens, k = 2) => this.#request({ type: Msg.TOP_LOGITS, tokens: Array.from(tokens), k }),
     promptTokens: (messages) => this.#request({ type: Msg.TOKENIZE, messages: checkMessages(messages) }),
+    /** Memory now: the engine's wasm heap, the GPU buffers it created (WebGPU), the weights. */
+    stats: () => this.#request({ type: Msg.STATS }),
     /** The CPU kernels' self-test inside the loaded wasm build: {ok, simd, cases: [...]}. */
     cpuSelftest: () => this.#request({ type: Msg.SELFTEST }),
     /** Per-kernel times of one decode step after `messages` (forgets the cached conversation). */

@@ -14,6 +14,7 @@
 /** @typedef {{id: number, type: 'topLogits', tokens: number[], k: number}} TopLogitsRequest */
 /** @typedef {{id: number, type: 'tokenize', messages: {role: string, content: string}[], raw?: boolean}} TokenizeRequest */
 /** @typedef {{id: number, type: 'selftest'}} SelftestRequest  (the CPU kernels' self-test in the loaded build) */
+/** @typedef {{id: number, type: 'stats'}} StatsRequest  (memory now: {wasm_memory_bytes, gpu_allocated_bytes, weight_bytes}) */
 /** @typedef {{type: 'interrupt', upTo: number} | {type: 'cancel', target: number}} ControlMessage  (no reply) */
 //
 // Worker -> page (Reply):
@@ -34,6 +35,7 @@ export const Msg = Object.freeze({
   TOKENIZE: 'tokenize',
   PROFILE: 'profileDecode',
   SELFTEST: 'selftest',
+  STATS: 'stats',
   INTERRUPT: 'interrupt',
   CANCEL: 'cancel',
   STARTED: 'started',

@@ -53,6 +53,10 @@ self.onmessage = (ev) => {
     case Msg.TOP_LOGITS: return run(msg.id, async () => JSON.parse(await need().top_logits(Uint32Array.from(msg.tokens), msg.k)));
     case Msg.TOKENIZE: return run(msg.id, () => promptIds(msg.messages, msg.raw));
     case Msg.SELFTEST: return run(msg.id, () => { need(); return JSON.parse(glue.cpu_selftest()); });
+    case Msg.STATS: return run(msg.id, () => {
+      const i = JSON.parse(need().info());
+      return { wasm_memory_bytes: i.wasm_memory_bytes, gpu_allocated_bytes: i.backend === 'webgpu' ? i.gpu_bytes : 0, weight_bytes: i.gpu_bytes };
+    });
     case Msg.PROFILE: return run(msg.id, async () => {
       const ids = promptIds(msg.messages).ids;
       return JSON.parse(await session.profile_decode(Uint32Array.from(ids), msg.steps || 1));

@@ -192,11 +192,11 @@ export function serveBad({ slowRate = 4e6 } = {}) {
 }
 
 /** A persistent Chromium context (Cache API and localStorage survive reloads within it). */
-export async function launch() {
+export async function launch({ extraArgs = [] } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mobilellm-chromium-'));
   const ctx = await chromium.launchPersistentContext(dir, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
     viewport: { width: 1280, height: 800 },
   });
   const logs = [];

@@ -394,6 +394,8 @@ export class MobileLLM {
     promptTokens(messages: readonly ChatMessage[]): Promise<{ text: string; ids: number[] }>;
     /** Per-kernel times of `steps` (default 1) decode steps after `messages`; forgets the cached conversation. */
     profileDecode(messages: readonly ChatMessage[], steps?: number): Promise<DecodeProfile>;
+    /** Memory now: the worker's wasm heap (it never shrinks), the GPU buffers the engine created (WebGPU; 0 on the CPU), the weights. */
+    stats(): Promise<{ wasm_memory_bytes: number; gpu_allocated_bytes: number; weight_bytes: number }>;
     /** The CPU kernels' self-test inside the loaded wasm build (SIMD vs scalar vs an f64 reference). */
     cpuSelftest(): Promise<{ ok: boolean; simd: string; cases: Array<{ name: string; max_abs_err: number; max_rel_err: number; bit_equal_scalar: boolean }> }>;
   };
