@@ -126,6 +126,12 @@
  * }} TypedWorker
  */
 /** @typedef {TypedWorker<ToWorker, Reply>} EngineWorker */
+/**
+ * A worker's own end of its channel (its `self`), typed the same way: what it receives (`In`) and
+ * what it posts (`Out`).
+ * @template In, Out
+ * @typedef {{postMessage(message: Out, transfer?: Transferable[]): void, onmessage: ((ev: MessageEvent<In>) => any) | null}} WorkerSelf
+ */
 
 export const Msg = Object.freeze({
   LOAD: 'load',
