@@ -193,10 +193,10 @@ export function deserializeError(e) {
 /**
  * Instantiates the wasm module (default: pkg/mobilellm_web_bg.wasm, which wasm-bindgen resolves
  * from its own import.meta.url). A missing or broken .wasm is a DownloadFailed naming it.
- * @template T
- * @param {(input?: {module_or_path: string}) => Promise<T>} init  a build's wasm-bindgen init (its default export)
+ * @param {(input?: {module_or_path: string}) => Promise<{memory: WebAssembly.Memory}>} init  a build's
+ *   wasm-bindgen init (its default export)
  * @param {string} [wasmUrl]
- * @returns {Promise<T>}
+ * @returns {Promise<{memory: WebAssembly.Memory}>} the instance's exports
  */
 export function initWasm(init, wasmUrl) {
   return init(wasmUrl ? { module_or_path: wasmUrl } : undefined).catch((e) => {
