@@ -73,16 +73,16 @@ export class MobileLLM {
 
   /**
    * Model and device description once loaded: arch, n_ctx, n_vocab, backend, adapter, f16, url, ...
-   * @type {import('./protocol.js').ModelInfo | null}
+   * @type {import('./protocol.js').ModelInfo}
    */
-  info = null;
+  info = /** @type {any} */ (null); // (set by load() before the instance is handed out)
   /**
    * How the model was obtained and what runs it: {fromCache, timings: {download_ms, read_ms,
    * compile_ms, total_ms}, engine: {backend, threads, requestedThreads, threadsNote, simd, build,
    * crossOriginIsolated, reason}}.
-   * @type {Omit<import('./protocol.js').LoadResult, 'info'> | null}
+   * @type {Omit<import('./protocol.js').LoadResult, 'info'>}
    */
-  loadStats = null;
+  loadStats = /** @type {any} */ (null); // (set by load() too)
   /** 'webgpu' or 'cpu': the backend running the model. */
   get backend() { return this.loadStats?.engine?.backend ?? null; }
   chat = { completions: { create: (/** @type {ChatRequest} */ req) => this.#create(req) } };
@@ -124,7 +124,7 @@ export class MobileLLM {
    * @param {string | URL} url  a GGUF URL (any CORS-enabled URL; relative URLs resolve against the page),
    *   a Hugging Face repository ("facebook/MobileLLM-125M", "hf:owner/name@revision",
    *   "https://huggingface.co/owner/name"), or a checkpoint folder URL ending with "/" (see hf.js)
-   * @param {{onProgress?: (p: {phase: string, loaded?: number, total?: number, rate?: number, fromCache?: boolean}) => void,
+   * @param {{onProgress?: (p: Progress) => void,
    *          signal?: AbortSignal, backend?: 'auto' | 'webgpu' | 'cpu', threads?: number, build?: string,
    *          forceF32?: boolean, contextLength?: number, useCache?: boolean,
    *          workerUrl?: string | URL, wasmUrl?: string | URL | Record<string, string | URL>,
