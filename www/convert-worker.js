@@ -8,7 +8,7 @@
 // The checkpoint's files are downloaded resumably into a scratch folder of that checkpoint, which
 // outlives a failed or cancelled attempt (scratch.js); the next conversion continues them.
 //
-// Messages: in {type: 'convert', source, token, useCache, wasmUrl} | {type: 'cleanup'};
+// Messages (typed in protocol.js: ConvertRequest, ConvertReply): in {type: 'convert', source, token, useCache, wasmUrl} | {type: 'cleanup'};
 // out {type: 'progress', progress} ... then {type: 'result', value} | {type: 'error', error};
 // after 'cleanup', {type: 'cleaned'}.
 
