@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the browser runtime into www/ (a static site):
-#   www/pkg/mobilellm_web.js + mobilellm_web_bg.wasm   (cargo -> wasm-bindgen --target web -> wasm-opt)
+#   www/pkg/mobilellm_web.js (+ .d.ts) + mobilellm_web_bg.wasm   (cargo -> wasm-bindgen --target web -> wasm-opt)
 #   www/index.html, www/mobilellm.js, www/worker.js, ... (checked in, served as they are)
 #
 #   ./build.sh            build (release)
@@ -46,7 +46,10 @@ build_variant() {
       RUSTFLAGS="$ST_RUSTFLAGS" cargo build --lib --release --target "$TARGET" --target-dir "$target_dir" $features ;;
   esac
   rm -rf "$out.tmp" && mkdir -p "$out.tmp"
-  wasm-bindgen --target web --no-typescript --out-dir "$out.tmp" "$target_dir/$TARGET/release/mobilellm_web.wasm"
+  # With TypeScript declarations (mobilellm_web.d.ts next to the glue): scripts/typecheck.sh checks
+  # the JS that imports the glue against them. The page does not fetch them (precache skips .d.ts)
+  # and the npm package does not ship them (www/npm/assemble.mjs follows imports only).
+  wasm-bindgen --target web --out-dir "$out.tmp" "$target_dir/$TARGET/release/mobilellm_web.wasm"
   local wasm="$out.tmp/mobilellm_web_bg.wasm"
   if [ "${NO_WASM_OPT:-0}" != 1 ]; then
     # binaryen from npm (v132): Debian's v108 emits a module that fails at init.

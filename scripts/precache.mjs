@@ -27,6 +27,10 @@ const EXCLUDE_EXT = ['.gguf', '.md', '.map', '.d.ts', '.part', '.tmp'];
 // Anything this large is a model, not part of the app: it would be fetched on every install.
 const MAX_FILE = 32 << 20;
 
+/**
+ * @param {string} root
+ * @returns {string[]}
+ */
 function walk(root, rel = '') {
   const out = [];
   for (const ent of readdirSync(path.join(root, rel), { withFileTypes: true })) {
@@ -44,9 +48,13 @@ function walk(root, rel = '') {
   return out;
 }
 
-/** Hashes the files under `dir` and writes dir/precache-manifest.js. */
+/**
+ * Hashes the files under `dir` and writes dir/precache-manifest.js.
+ * @param {string} dir
+ */
 export function writePrecache(dir) {
   const root = path.resolve(dir);
+  /** @type {Record<string, string>} */
   const files = {};
   for (const p of walk(root).sort()) {
     files[p] = createHash('sha256').update(readFileSync(path.join(root, p))).digest('hex');

@@ -2,7 +2,8 @@
 # The test command (README): sets the machine up, then runs every test.
 #   1. Rust: unit tests, kernels vs the CPU reference, GGUF/tokenizer/converter tests, synthetic
 #      models end to end, and SmolLM2 against llama.cpp's reference outputs (wgpu on lavapipe).
-#   2. The browser: wasm build and Playwright tests in headless Chromium (WebGPU on SwiftShader).
+#   2. The wasm build, and the type check of www/ (scripts/typecheck.sh).
+#   3. The browser: Playwright tests in headless Chromium (WebGPU on SwiftShader).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
@@ -13,6 +14,11 @@ bash scripts/fetch_vocab.sh >/dev/null
 echo "== cargo tests (profile ci: optimised, so the CPU reference runs the real model quickly)"
 mkdir -p target
 cargo test --profile ci --no-fail-fast -- --test-threads=1 --show-output 2>&1 | tee target/test-output.txt
+echo "== wasm build (the type check reads its TypeScript declarations; the browser tests reuse it)"
+./build.sh
+echo "== type check of www/ (TypeScript over the JSDoc types and the worker protocol)"
+bash scripts/typecheck.sh
 echo "== browser tests"
-bash scripts/test_browser.sh
+# The wasm is built above, and the native CLI by the cargo tests (tests/cli.rs).
+SKIP_BUILD=1 bash scripts/test_browser.sh
 echo "== all tests passed"

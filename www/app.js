@@ -14,7 +14,27 @@ const HUB_URL = QUERY.get('hub') || undefined;
 // The CPU backend's default threads: the cores, at most 4 (as the worker's default).
 const DEFAULT_THREADS = Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1));
 
+/** @typedef {import('./protocol.js').Progress} Progress */
+/** @typedef {import('./protocol.js').EngineInfo} EngineInfo */
+/** @typedef {{tokens: number, tps: number | null, ttft_ms: number | null, finish: string | null}} ReplyStats */
+/** A turn of the conversation as stored: a failed reply keeps its error. @typedef {{role: string, content: string, error?: string, stats?: ReplyStats}} Turn */
+/** @typedef {typeof DEFAULT_SETTINGS} Settings */
+
+/** @type {(id: string) => any} the page's own elements (index.html), typed in `ui` */
 const $ = (id) => document.getElementById(id);
+/**
+ * @type {{chip: HTMLElement, noWebgpu: HTMLElement, modelPanel: HTMLElement,
+ *   modelForm: HTMLFormElement & {elements: {'model-source': RadioNodeList}}, modelUrl: HTMLInputElement,
+ *   loadButton: HTMLButtonElement, cancelLoad: HTMLButtonElement, progress: HTMLElement, progressFill: HTMLElement,
+ *   progressText: HTMLElement, loadError: HTMLElement, cachedList: HTMLElement, chat: HTMLElement, empty: HTMLElement,
+ *   messages: HTMLElement, composer: HTMLFormElement, prompt: HTMLTextAreaElement, send: HTMLButtonElement,
+ *   stop: HTMLButtonElement, newChat: HTMLButtonElement, openModel: HTMLButtonElement, openSettings: HTMLButtonElement,
+ *   settings: HTMLDialogElement, setSystem: HTMLTextAreaElement, setTemperature: HTMLInputElement,
+ *   setTopP: HTMLInputElement, setMaxTokens: HTMLInputElement, outTemperature: HTMLOutputElement,
+ *   outTopP: HTMLOutputElement, settingsReset: HTMLButtonElement, modelFamily: HTMLSelectElement,
+ *   hfToken: HTMLInputElement, completeMode: HTMLInputElement, backend: HTMLSelectElement, threads: HTMLInputElement,
+ *   threadsLabel: HTMLElement}}
+ */
 const ui = {
   chip: $('model-chip'), noWebgpu: $('no-webgpu'), modelPanel: $('model-panel'), modelForm: $('model-form'),
   modelUrl: $('model-url'), loadButton: $('load-button'), cancelLoad: $('cancel-load'), progress: $('progress'),
@@ -29,6 +49,11 @@ const ui = {
   backend: $('backend'), threads: $('threads'), threadsLabel: $('threads-label'),
 };
 
+/**
+ * @type {{llm: MobileLLM | null, status: string, conversation: Turn[], settings: Settings, lastResult: unknown,
+ *   loadStats: MobileLLM['loadStats'] | null, loadAbort: AbortController | null, complete: boolean,
+ *   engine: {backend: string, threads: number}, offline?: import('./offline.js').OfflineState}}
+ */
 const app = {
   llm: null,
   status: 'idle', // idle | loading | ready | generating
@@ -49,20 +74,33 @@ const offline = startOffline({ chosenModel: () => app.llm?.info?.url ?? cacheKey
 app.offline = offline.state;
 
 function queryEngine() {
+  /** @type {{backend?: string, threads?: number}} */
   const e = {};
-  if (['auto', 'webgpu', 'cpu'].includes(QUERY.get('backend'))) e.backend = QUERY.get('backend');
+  const backend = QUERY.get('backend');
+  if (backend !== null && ['auto', 'webgpu', 'cpu'].includes(backend)) e.backend = backend;
   const t = Number(QUERY.get('threads'));
   if (Number.isInteger(t) && t >= 1) e.threads = t;
   return e;
 }
 
+/**
+ * @template T
+ * @param {string} key
+ * @param {T} fallback
+ * @returns {T}
+ */
 function load(key, fallback) {
-  try { return JSON.parse(localStorage.getItem(key)) ?? fallback; } catch { return fallback; }
+  try { return JSON.parse(localStorage.getItem(key) ?? 'null') ?? fallback; } catch { return fallback; }
 }
+/**
+ * @param {string} key
+ * @param {unknown} value
+ */
 function save(key, value) {
   try { localStorage.setItem(key, JSON.stringify(value)); } catch { /* storage full or disabled */ }
 }
 
+/** @param {'idle' | 'loading' | 'ready' | 'generating'} s */
 function setStatus(s) {
   app.status = s;
   document.body.dataset.status = s;
@@ -77,11 +115,13 @@ function setStatus(s) {
 
 // ---------- model loading ----------
 
-const mb = (n) => (n / 1e6).toFixed(1);
+/** @param {number | undefined} n */
+const mb = (n) => (Number(n) / 1e6).toFixed(1);
 
+/** @param {Progress} p */
 function showProgress(p) {
   ui.progress.hidden = false;
-  const frac = p.total ? p.loaded / p.total : null;
+  const frac = p.total ? Number(p.loaded) / p.total : null;
   ui.progress.classList.toggle('indeterminate', p.phase === 'compile' || frac === null);
   ui.progressFill.style.width = frac === null || p.phase === 'compile' ? '' : `${(frac * 100).toFixed(1)}%`;
   let text;
@@ -91,8 +131,8 @@ function showProgress(p) {
       break;
     case 'convert': text = p.total ? `Converting to GGUF: tensor ${p.loaded} / ${p.total}` : 'Converting to GGUF…'; break;
     case 'store': text = `Saving the converted model (${mb(p.total)} MB) to the cache…`; break;
-    case 'cache': text = `Reading from cache ${Math.round(frac * 100)}%`; break;
-    case 'read': text = `Reading ${Math.round(frac * 100)}%`; break;
+    case 'cache': text = `Reading from cache ${Math.round((frac ?? 0) * 100)}%`; break;
+    case 'read': text = `Reading ${Math.round((frac ?? 0) * 100)}%`; break;
     case 'compile': text = 'Preparing the engine…'; break;
     case 'ready': text = 'Ready'; break;
     default: text = p.phase;
@@ -107,7 +147,10 @@ function selectedModelUrl() {
   return source === 'url' ? ui.modelUrl.value.trim() : DEFAULT_MODEL;
 }
 
-/** The name a model is cached under: its URL, or the conversion key of a checkpoint (hf.js). */
+/**
+ * The name a model is cached under: its URL, or the conversion key of a checkpoint (hf.js).
+ * @param {string} spec
+ */
 function cacheKeyOf(spec) {
   try {
     const s = resolveModelSource(spec, { hubUrl: HUB_URL, baseHref: location.href });
@@ -115,6 +158,7 @@ function cacheKeyOf(spec) {
   } catch { return spec; }
 }
 
+/** @param {string} url */
 async function loadModel(url) {
   if (!url) { showLoadError('Enter the URL of a GGUF file or a Hugging Face repository (owner/name).'); return; }
   ui.loadError.hidden = true;
@@ -129,7 +173,7 @@ async function loadModel(url) {
     const { backend, threads } = app.engine;
     const llm = await MobileLLM.load(url, {
       onProgress: showProgress, signal: abort.signal, hubUrl: HUB_URL, hfToken: ui.hfToken.value.trim() || undefined,
-      backend, threads: backend === 'webgpu' ? undefined : threads,
+      backend: /** @type {'auto' | 'webgpu' | 'cpu'} */ (backend), threads: backend === 'webgpu' ? undefined : threads,
     });
     app.llm = llm;
     app.loadStats = llm.loadStats;
@@ -164,14 +208,19 @@ async function loadModel(url) {
   }
 }
 
-/** "GPU" or "CPU ×2 (relaxed SIMD)": what runs the model. */
+/**
+ * "GPU" or "CPU ×2 (relaxed SIMD)": what runs the model.
+ * @param {EngineInfo} eng
+ */
 function engineName(eng) {
   if (eng.backend === 'webgpu') return 'GPU';
   const simd = eng.simd === 'relaxed' ? ', relaxed SIMD' : '';
   return `CPU ×${eng.threads}${simd}`;
 }
 
+/** @param {any} e  what was thrown */
 function describeError(e) {
+  /** @type {Record<string, string>} */
   const hints = {
     DownloadFailed: 'The download failed. Check the URL and that the server allows cross-origin requests (CORS).',
     InvalidModelFile: 'This is not a valid GGUF model file.',
@@ -185,15 +234,17 @@ function describeError(e) {
   return `${hints[e?.name] ?? 'Something went wrong.'} (${e?.name ?? 'Error'}: ${e?.message ?? e})`;
 }
 
+/** @param {string} text */
 function showLoadError(text) {
   ui.loadError.textContent = text;
   ui.loadError.hidden = false;
 }
 
+/** @param {string} url */
 function modelName(url) {
   const converted = describeCacheKey(url);
   if (converted) return converted;
-  try { return decodeURIComponent(new URL(url).pathname.split('/').pop()).replace(/\.gguf$/i, ''); } catch { return url; }
+  try { return decodeURIComponent(/** @type {string} */ (new URL(url).pathname.split('/').pop())).replace(/\.gguf$/i, ''); } catch { return url; }
 }
 
 async function refreshCached() {
@@ -231,6 +282,7 @@ function renderConversation() {
   if (app.conversation.length) scrollToEnd(true);
 }
 
+/** @param {Turn} m */
 function messageElement(m) {
   const li = document.createElement('li');
   li.className = `msg ${m.role}${m.error ? ' error' : ''}`;
@@ -246,6 +298,7 @@ function messageElement(m) {
   return li;
 }
 
+/** @param {ReplyStats} s */
 function formatStats(s) {
   const parts = [`${s.tokens} tokens`];
   if (s.tps) parts.push(`${s.tps.toFixed(1)} tok/s`);
@@ -256,7 +309,7 @@ function formatStats(s) {
 }
 
 function scrollToEnd(force = false) {
-  const el = document.scrollingElement;
+  const el = /** @type {Element} */ (document.scrollingElement);
   const nearBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 160;
   if (force || nearBottom) el.scrollTop = el.scrollHeight;
 }
@@ -270,26 +323,30 @@ function requestMessages() {
   return msgs;
 }
 
+/** @param {string} text */
 async function send(text) {
   if (!app.llm || app.status !== 'ready' || !text.trim()) return;
   // "New chat" during the reply replaces app.conversation: the reply then belongs to the old one.
   const conversation = app.conversation;
   conversation.push({ role: 'user', content: text });
-  ui.messages.append(messageElement(conversation.at(-1)));
+  ui.messages.append(messageElement(conversation[conversation.length - 1]));
+  /** @type {Turn} */
   const reply = { role: 'assistant', content: '' };
   const el = messageElement(reply);
   el.classList.add('streaming');
   ui.messages.append(el);
   ui.empty.hidden = true;
   scrollToEnd(true);
-  const bubble = el.querySelector('.bubble');
+  const bubble = /** @type {HTMLElement} */ (el.querySelector('.bubble'));
   setStatus('generating');
   const s = app.settings;
   try {
-    const stream = await app.llm.chat.completions.create({
+    // (typed by the public declarations: stream: true is a ChatCompletionStream)
+    const stream = /** @type {import('./npm/index.js').ChatCompletionStream} */ (await app.llm.chat.completions.create({
       messages: requestMessages(), stream: true, raw: app.complete,
       temperature: s.temperature, top_p: s.top_p, max_tokens: s.max_tokens,
-    });
+    }));
+    /** @type {import('./npm/index.js').ChatCompletionChunk | null} */
     let last = null;
     for await (const chunk of stream) {
       const delta = chunk.choices[0].delta.content;
@@ -301,15 +358,16 @@ async function send(text) {
       last = chunk;
     }
     app.lastResult = last;
+    const end = /** @type {Required<import('./npm/index.js').ChatCompletionChunk>} */ (last); // the final chunk: usage, timings
     reply.stats = {
-      tokens: last.usage.completion_tokens, tps: last.timings.decode_tokens_per_s,
-      ttft_ms: last.timings.ttft_ms, finish: last.choices[0].finish_reason,
+      tokens: end.usage.completion_tokens, tps: end.timings.decode_tokens_per_s,
+      ttft_ms: end.timings.ttft_ms, finish: end.choices[0].finish_reason,
     };
-    el.querySelector('.stats').textContent = formatStats(reply.stats);
+    /** @type {HTMLElement} */ (el.querySelector('.stats')).textContent = formatStats(reply.stats);
   } catch (e) {
     reply.error = describeError(e);
     el.classList.add('error');
-    el.querySelector('.stats').textContent = reply.error;
+    /** @type {HTMLElement} */ (el.querySelector('.stats')).textContent = reply.error;
   } finally {
     el.classList.remove('streaming');
     conversation.push(reply);
@@ -323,9 +381,9 @@ async function send(text) {
 function showSettings() {
   const s = app.settings;
   ui.setSystem.value = s.system;
-  ui.setTemperature.value = s.temperature;
-  ui.setTopP.value = s.top_p;
-  ui.setMaxTokens.value = s.max_tokens;
+  ui.setTemperature.value = String(s.temperature);
+  ui.setTopP.value = String(s.top_p);
+  ui.setMaxTokens.value = String(s.max_tokens);
   updateOutputs();
   ui.settings.showModal();
 }
@@ -336,7 +394,7 @@ function updateOutputs() {
 }
 
 function readSettings() {
-  const num = (v, d) => (Number.isFinite(Number(v)) && v !== '' ? Number(v) : d);
+  const num = (/** @type {string} */ v, /** @type {number} */ d) => (Number.isFinite(Number(v)) && v !== '' ? Number(v) : d);
   app.settings = {
     system: ui.setSystem.value,
     temperature: num(ui.setTemperature.value, DEFAULT_SETTINGS.temperature),
@@ -367,7 +425,7 @@ ui.completeMode.addEventListener('change', () => { app.complete = ui.completeMod
 showComplete();
 const showEngine = () => {
   ui.backend.value = app.engine.backend;
-  ui.threads.value = app.engine.threads;
+  ui.threads.value = String(app.engine.threads);
   ui.threads.max = String(Math.max(16, navigator.hardwareConcurrency || 1));
   ui.threadsLabel.hidden = app.engine.backend === 'webgpu';
 };
@@ -419,7 +477,7 @@ async function start() {
   // Without WebGPU the CPU backend runs the model: say so, and keep "GPU" from being chosen.
   if (!hasWebGPU()) {
     ui.noWebgpu.hidden = false;
-    ui.backend.querySelector('option[value=webgpu]').disabled = true;
+    /** @type {HTMLOptionElement} */ (ui.backend.querySelector('option[value=webgpu]')).disabled = true;
     if (app.engine.backend === 'webgpu') { app.engine.backend = 'auto'; showEngine(); }
   }
   await refreshCached();

@@ -17,6 +17,17 @@ import { MobileLLMError } from './protocol.js';
 import { resumableDownload, canResume } from './download.js';
 import { PartialFile, hasOpfs, folderName, opfsFolder, removeFolder, sweepFolders, holdLock } from './partial.js';
 
+/** @typedef {import('./download.js').DownloadMeta} DownloadMeta */
+/** @typedef {import('./protocol.js').Progress} Progress */
+/** @typedef {(p: Progress, force?: boolean) => void} Report */
+/**
+ * A model file to read: its bytes, its size and whether it came from the cache (convert.js adds
+ * the conversion's stats and a cleanup to call once the body is read).
+ * @typedef {{body: ReadableStream<Uint8Array>, size: number, fromCache: boolean,
+ *   conversion?: import('./protocol.js').ConversionStats, cleanup?: () => Promise<void>}} OpenedModel
+ */
+/** @typedef {{url: string, size: number, cachedAt: string | null}} CachedModel */
+
 export const CACHE_NAME = 'mobilellm-models-v1';
 const KEY_BASE = 'https://mobilellm.cache/model';
 const GGUF_MAGIC = [0x47, 0x47, 0x55, 0x46]; // "GGUF"
@@ -28,17 +39,29 @@ const CONVERT_KEY_RE = /^convert:[a-z0-9_]+:(.+)$/;
 
 const hasCaches = () => typeof caches !== 'undefined';
 
+/**
+ * @param {string} url
+ * @param {number} size
+ */
 function cacheKey(url, size) {
   return `${KEY_BASE}?size=${size}&url=${encodeURIComponent(url)}`;
 }
 
+/**
+ * @param {string} keyUrl
+ * @returns {{url: string, size: number} | null}
+ */
 function parseKey(keyUrl) {
   const u = new URL(keyUrl);
   if (`${u.origin}${u.pathname}` !== KEY_BASE) return null;
-  return { url: u.searchParams.get('url'), size: Number(u.searchParams.get('size')) };
+  // cacheKey() always writes the url parameter.
+  return { url: /** @type {string} */ (u.searchParams.get('url')), size: Number(u.searchParams.get('size')) };
 }
 
-/** Models in the cache: [{url, size, cachedAt}] (partial downloads are not models). */
+/**
+ * Models in the cache: [{url, size, cachedAt}] (partial downloads are not models).
+ * @returns {Promise<CachedModel[]>}
+ */
 export async function listCached() {
   if (!hasCaches()) return [];
   const cache = await caches.open(CACHE_NAME);
@@ -55,6 +78,7 @@ export async function listCached() {
 /**
  * Deletes every cached copy of `url` and its partial download (for a conversion key, the
  * checkpoint files kept for it); returns how many cache entries were removed.
+ * @param {string} url
  */
 export async function deleteCached(url) {
   let n = 0;
@@ -71,6 +95,11 @@ export async function deleteCached(url) {
   return n;
 }
 
+/**
+ * @param {Cache} cache
+ * @param {string} url
+ * @returns {Promise<OpenedModel | null>}
+ */
 async function findCached(cache, url) {
   for (const req of await cache.keys()) {
     const k = parseKey(req.url);
@@ -82,7 +111,10 @@ async function findCached(cache, url) {
   return null;
 }
 
-/** A cached model by its key (URL, or a conversion key from hf.js), without any network request. */
+/**
+ * A cached model by its key (URL, or a conversion key from hf.js), without any network request.
+ * @param {string} url
+ */
 export async function openCached(url) {
   if (!hasCaches()) return null;
   return findCached(await caches.open(CACHE_NAME), url);
@@ -91,6 +123,8 @@ export async function openCached(url) {
 /**
  * Stores a model made in the browser (a converted checkpoint, a Blob or disk-backed File) under
  * `url`, replacing older entries for it. Resolves false when there is no room (QuotaExceeded).
+ * @param {string} url
+ * @param {Blob} blob
  */
 export async function storeModel(url, blob) {
   if (!hasCaches()) return false;
@@ -107,7 +141,11 @@ export async function storeModel(url, blob) {
   }
 }
 
-/** Reports progress at most every 100 ms (and always when forced). */
+/**
+ * Reports progress at most every 100 ms (and always when forced).
+ * @param {((p: Progress) => void) | undefined} onProgress
+ * @returns {Report}
+ */
 function throttled(onProgress) {
   let last = 0;
   return (p, force = false) => {
@@ -119,26 +157,38 @@ function throttled(onProgress) {
   };
 }
 
-/** Rejects a file whose first bytes (written at `offset`) are not "GGUF": a wrong link fails fast. */
+/**
+ * Rejects a file whose first bytes (written at `offset`) are not "GGUF": a wrong link fails fast.
+ * @param {number} offset
+ * @param {Uint8Array} chunk
+ */
 function checkMagic(offset, chunk) {
   for (let i = 0; offset + i < 4 && i < chunk.length; i++) {
     if (chunk[i] !== GGUF_MAGIC[offset + i]) throw new MobileLLMError('InvalidModelFile', 'not a GGUF file (the first bytes are not "GGUF")');
   }
 }
 
-/** download.js options for the model at `url`. */
+/**
+ * download.js options for the model at `url`.
+ * @param {string} url
+ * @param {AbortSignal | undefined} signal
+ * @param {Report} report
+ */
 function downloadOptions(url, signal, report) {
   return {
-    request: (headers) => fetch(url, { signal, cache: 'no-store', headers }),
+    request: (/** @type {Record<string, string>} */ headers) => fetch(url, { signal, cache: 'no-store', headers }),
     signal,
     label: url,
-    onProgress: (p) => report({ phase: 'download', ...p }),
+    onProgress: (/** @type {{loaded: number, total?: number, rate: number}} */ p) => report({ phase: 'download', ...p }),
   };
 }
 
 /**
  * Opens the model at `url`: from the cache when present (no request), else downloaded (and cached
  * when `useCache`). Resolves to {body: ReadableStream<Uint8Array>, size, fromCache}.
+ * @param {string} url
+ * @param {{signal?: AbortSignal, onProgress?: (p: Progress) => void, useCache?: boolean}} [opts]
+ * @returns {Promise<OpenedModel>}
  */
 export async function openModel(url, { signal, onProgress, useCache = true } = {}) {
   const report = throttled(onProgress);
@@ -154,7 +204,14 @@ export async function openModel(url, { signal, onProgress, useCache = true } = {
   return streamModel(url, cache, signal, report);
 }
 
-/** The OPFS path: resumable across loads. Resolves null when OPFS cannot hold it (no room). */
+/**
+ * The OPFS path: resumable across loads. Resolves null when OPFS cannot hold it (no room).
+ * @param {string} url
+ * @param {Cache} cache
+ * @param {AbortSignal | undefined} signal
+ * @param {Report} report
+ * @returns {Promise<OpenedModel | null>}
+ */
 async function downloadToDisk(url, cache, signal, report) {
   const name = folderName(url);
   await sweepFolders(DOWNLOADS_DIR, LOCK_PREFIX).catch(() => {});
@@ -162,6 +219,7 @@ async function downloadToDisk(url, cache, signal, report) {
   const release = await holdLock(LOCK_PREFIX + name, signal).catch(() => {
     throw new MobileLLMError('Aborted', 'model download aborted');
   });
+  /** @type {PartialFile | null} */
   let part = null;
   try {
     const hit = await findCached(cache, url);
@@ -169,12 +227,13 @@ async function downloadToDisk(url, cache, signal, report) {
     const dir = await opfsFolder(DOWNLOADS_DIR, name, true);
     part = dir && (await PartialFile.open(dir, 'model.gguf', url).catch(() => null));
     if (!part) return null;
+    const opened = part; // (for the closures: `part` is a variable)
     const target = {
-      get size() { return part.size; },
-      get meta() { return part.meta; },
-      restart: (m) => part.restart(m),
-      setMeta: (m) => part.setMeta(m),
-      write: (chunk) => { checkMagic(part.size, chunk); part.write(chunk); },
+      get size() { return opened.size; },
+      get meta() { return opened.meta; },
+      restart: (/** @type {DownloadMeta} */ m) => opened.restart(m),
+      setMeta: (/** @type {DownloadMeta} */ m) => opened.setMeta(m),
+      write: (/** @type {Uint8Array} */ chunk) => { checkMagic(opened.size, chunk); opened.write(chunk); },
     };
     try {
       await resumableDownload(target, downloadOptions(url, signal, report));
@@ -214,13 +273,20 @@ async function downloadToDisk(url, cache, signal, report) {
 /**
  * Without OPFS: the download as a stream (cut connections continue with Range requests within
  * this load), stored in the cache on the way when there is one.
+ * @param {string} url
+ * @param {Cache | null} cache
+ * @param {AbortSignal | undefined} signal
+ * @param {Report} report
+ * @returns {Promise<OpenedModel>}
  */
 async function streamModel(url, cache, signal, report) {
   const ctl = new AbortController();
   const onAbort = () => ctl.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
   const target = new StreamTarget(() => ctl.abort());
+  /** @type {unknown} */
   let failure = null;
+  /** @type {Promise<DownloadMeta | null>} */
   const started = new Promise((resolve) => {
     const done = resumableDownload(target, { ...downloadOptions(url, ctl.signal, report), onStart: resolve });
     done.then(() => target.end(), (e) => { failure = signal?.aborted ? new MobileLLMError('Aborted', 'model download aborted') : e; target.fail(failure); resolve(null); })
@@ -233,8 +299,8 @@ async function streamModel(url, cache, signal, report) {
   if (!cache && size !== null) return { body, size, fromCache: false };
   // The loader needs the size before the first byte: without Content-Length, collect the file.
   const blob = size === null ? await new Response(body).blob().catch((e) => { throw failure || e; }) : null;
-  size ??= blob.size;
-  if (!cache) return { body: blob.stream(), size, fromCache: false };
+  size ??= /** @type {Blob} */ (blob).size; // size null: the blob was collected
+  if (!cache) return { body: /** @type {Blob} */ (blob).stream(), size, fromCache: false }; // (no cache and size known returned above)
   const key = cacheKey(url, size);
   try {
     await cache.put(key, new Response(blob ?? body, { headers: entryHeaders(size) }));
@@ -259,11 +325,17 @@ async function streamModel(url, cache, signal, report) {
  */
 class StreamTarget {
   size = 0;       // bytes of the current response's file received (download.js's offset)
+  /** @type {DownloadMeta | null} */
   meta = null;
   delivered = 0;  // bytes passed on
-  #ctl; #wake = null;
+  /** @type {ReadableStreamDefaultController<Uint8Array>} */
+  #ctl;
+  /** @type {((value?: unknown) => void) | null} */
+  #wake = null;
 
+  /** @param {() => void} onCancel */
   constructor(onCancel) {
+    /** @type {ReadableStream<Uint8Array>} */
     this.stream = new ReadableStream({
       start: (c) => { this.#ctl = c; },
       pull: () => { this.#wake?.(); this.#wake = null; },
@@ -272,6 +344,7 @@ class StreamTarget {
     }, { highWaterMark: 8 });
   }
 
+  /** @param {DownloadMeta} meta */
   restart(meta) {
     const same = this.meta && canResume(meta) && meta.total === this.meta.total &&
       meta.etag === this.meta.etag && meta.lastModified === this.meta.lastModified;
@@ -280,8 +353,10 @@ class StreamTarget {
     this.size = 0;
   }
 
+  /** @param {DownloadMeta} meta */
   setMeta(meta) { this.meta = meta; }
 
+  /** @param {Uint8Array} chunk */
   async write(chunk) {
     const skip = Math.min(chunk.length, Math.max(0, this.delivered - this.size));
     this.size += chunk.length;
@@ -291,13 +366,15 @@ class StreamTarget {
     this.delivered += rest.length;
     this.#ctl.enqueue(rest);
     // Backpressure, but only when the size is known: otherwise openModel collects everything.
-    if (this.meta?.total != null && this.#ctl.desiredSize <= 0) await new Promise((r) => { this.#wake = r; });
+    if (this.meta?.total != null && (this.#ctl.desiredSize ?? 0) <= 0) await new Promise((r) => { this.#wake = r; });
   }
 
   end() { this.#ctl.close(); }
+  /** @param {unknown} e */
   fail(e) { try { this.#ctl.error(e); } catch { /* already closed */ } this.#wake?.(); }
 }
 
+/** @param {number} size */
 function entryHeaders(size) {
   return {
     'content-type': 'application/octet-stream',

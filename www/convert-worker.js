@@ -8,7 +8,7 @@
 // The checkpoint's files are downloaded resumably into a scratch folder of that checkpoint, which
 // outlives a failed or cancelled attempt (scratch.js); the next conversion continues them.
 //
-// Messages: in {type: 'convert', source, token, useCache, wasmUrl} | {type: 'cleanup'};
+// Messages (typed in protocol.js: ConvertRequest, ConvertReply): in {type: 'convert', source, token, useCache, wasmUrl} | {type: 'cleanup'};
 // out {type: 'progress', progress} ... then {type: 'result', value} | {type: 'error', error};
 // after 'cleanup', {type: 'cleaned'}.
 
@@ -18,30 +18,40 @@ import { storeModel } from './cache.js';
 import { Scratch } from './scratch.js';
 import { MobileLLMError, serializeError, initWasm } from './protocol.js';
 
+/** @typedef {import('./protocol.js').ConvertRequest} ConvertRequest */
+/** @typedef {import('./protocol.js').ConvertReply} ConvertReply */
+/** This worker's end of convert.js's channel (the message types are in protocol.js). */
+/** @type {import('./protocol.js').WorkerSelf<ConvertRequest, ConvertReply>} */
+const port = self;
+
+/** @type {Scratch | null} */
 let scratch = null;
 
-self.onmessage = async (ev) => {
+port.onmessage = async (ev) => {
   const msg = ev.data;
   if (msg.type === 'cleanup') {
     await scratch?.remove().catch(() => {});
     scratch = null;
-    self.postMessage({ type: 'cleaned' });
+    port.postMessage({ type: 'cleaned' });
     return;
   }
   if (msg.type !== 'convert') return;
   try {
-    self.postMessage({ type: 'result', value: await convert(msg) });
+    port.postMessage({ type: 'result', value: await convert(msg) });
   } catch (e) {
     // A download that gave up on a broken connection keeps what it has: the next load of this
     // checkpoint continues it. Any other failure (refused, missing, unsupported) cleans up.
     if (e?.resumable) scratch?.release();
     else await scratch?.remove().catch(() => {});
     scratch = null;
-    self.postMessage({ type: 'error', error: serializeError(asError(e)) });
+    port.postMessage({ type: 'error', error: serializeError(asError(e)) });
   }
 };
 
-/** A trap after a Rust panic becomes a readable InternalError. */
+/**
+ * A trap after a Rust panic becomes a readable InternalError.
+ * @param {unknown} e
+ */
 function asError(e) {
   if (!(e instanceof WebAssembly.RuntimeError)) return e;
   let detail = null;
@@ -49,10 +59,14 @@ function asError(e) {
   return new MobileLLMError('InternalError', `converter panic: ${detail || e.message}`);
 }
 
+/**
+ * @param {Extract<ConvertRequest, {type: 'convert'}>} msg
+ * @returns {Promise<import('./protocol.js').ConvertResult>}
+ */
 async function convert({ source, token, useCache, wasmUrl }) {
-  const progress = (p) => self.postMessage({ type: 'progress', progress: p });
+  const progress = (/** @type {import('./protocol.js').Progress} */ p) => port.postMessage({ type: 'progress', progress: p });
   const wasm = await initWasm(init, wasmUrl);
-  scratch = await Scratch.open(source.base);
+  const files = (scratch = await Scratch.open(source.base));
   const t0 = performance.now();
   const sizes = await downloadCheckpoint(source, scratch, {
     token, onProgress: progress, checkConfig: (bytes) => check_checkpoint_config(bytes),
@@ -64,10 +78,10 @@ async function convert({ source, token, useCache, wasmUrl }) {
   try {
     report = JSON.parse(convert_checkpoint(
       // general.name: the repository's (or folder's) own name, as llama.cpp's converter writes it.
-      source.name.split('/').pop(), JSON.stringify(sizes), source.type,
-      (name, offset, dest) => scratch.read(name, offset, dest),
-      (chunk) => out.write(chunk),
-      (done, total, bytes) => progress({ phase: 'convert', loaded: done, total, bytes }),
+      /** @type {string} */ (source.name.split('/').pop()), JSON.stringify(sizes), source.type,
+      (/** @type {string} */ name, /** @type {number} */ offset, /** @type {Uint8Array} */ dest) => files.read(name, offset, dest),
+      (/** @type {Uint8Array} */ chunk) => out.write(chunk),
+      (/** @type {number} */ done, /** @type {number} */ total, /** @type {number} */ bytes) => progress({ phase: 'convert', loaded: done, total, bytes }),
     ));
   } finally {
     out.close();

@@ -7,12 +7,20 @@
 import { openCached } from './cache.js';
 import { MobileLLMError, deserializeError } from './protocol.js';
 
+/** @typedef {import('./protocol.js').ConvertRequest} ConvertRequest */
+/** @typedef {import('./protocol.js').ConvertReply} ConvertReply */
+/** @typedef {import('./protocol.js').TypedWorker<ConvertRequest, ConvertReply>} ConvertWorker */
+/** @typedef {import('./protocol.js').Progress} Progress */
+
 const noop = async () => {};
 
 /**
  * Opens the converted model for `source` (hf.js resolveModelSource). Resolves to {body, size,
  * fromCache, conversion?, cleanup()}, like cache.js openModel plus `cleanup`, to be called once
  * `body` has been read.
+ * @param {import('./hf.js').CheckpointSource} source
+ * @param {{token?: string, signal?: AbortSignal, onProgress?: (p: Progress) => void, useCache?: boolean, wasmUrl?: string}} [opts]
+ * @returns {Promise<import('./cache.js').OpenedModel & {cleanup: () => Promise<void>}>}
  */
 export async function openConverted(source, { token, signal, onProgress, useCache = true, wasmUrl } = {}) {
   if (useCache) {
@@ -20,6 +28,7 @@ export async function openConverted(source, { token, signal, onProgress, useCach
     if (hit) return { ...hit, cleanup: noop };
   }
   signal?.throwIfAborted?.();
+  /** @type {ConvertWorker} */
   const child = new Worker(new URL('./convert-worker.js', import.meta.url), { type: 'module', name: 'mobilellm-convert' });
   const replies = listen(child, onProgress);
   let keep = false;
@@ -48,12 +57,19 @@ export async function openConverted(source, { token, signal, onProgress, useCach
   }
 }
 
-/** The conversion worker's replies: progress is forwarded, the rest awaited by type. */
+/**
+ * The conversion worker's replies: progress is forwarded, the rest awaited by type.
+ * @param {ConvertWorker} child
+ * @param {((p: Progress) => void) | undefined} onProgress
+ */
 function listen(child, onProgress) {
+  /** @typedef {{type: 'result' | 'cleaned', resolve: (value: any) => void, reject: (e: unknown) => void}} Waiter */
+  /** @type {Waiter | null} */
   let waiter = null;
+  /** @type {unknown} */
   let failed = null;
-  const settle = (fn) => { const w = waiter; waiter = null; w && fn(w); };
-  const fail = (e) => { failed ??= e; settle((w) => w.reject(e)); };
+  const settle = (/** @type {(w: Waiter) => void} */ fn) => { const w = waiter; waiter = null; w && fn(w); };
+  const fail = (/** @type {unknown} */ e) => { failed ??= e; settle((w) => w.reject(e)); };
   child.onmessage = (ev) => {
     const m = ev.data;
     if (m.type === 'progress') onProgress?.(m.progress);
@@ -66,6 +82,12 @@ function listen(child, onProgress) {
   };
   return {
     fail,
+    /**
+     * The next reply of `type`: the result's value, or nothing for 'cleaned'.
+     * @template {'result' | 'cleaned'} T
+     * @param {T} type
+     * @returns {Promise<Extract<ConvertReply, {type: T}>['value']>}
+     */
     next: (type) => (failed ? Promise.reject(failed) : new Promise((resolve, reject) => { waiter = { type, resolve, reject }; })),
   };
 }

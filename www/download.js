@@ -15,18 +15,37 @@
 
 import { MobileLLMError } from './protocol.js';
 
+/**
+ * What identifies a file: its size (null: unknown) and validators, from its first response.
+ * @typedef {{total: number | null, etag: string | null, lastModified: string | null}} DownloadMeta
+ */
+/**
+ * Where a download's bytes go (partial.js PartialFile, MemoryPartial; cache.js StreamTarget).
+ * @typedef {{size: number, meta: DownloadMeta | null, restart(meta: DownloadMeta): unknown,
+ *   setMeta(meta: DownloadMeta): unknown, write(chunk: Uint8Array): unknown}} DownloadTarget
+ */
+/** @typedef {MobileLLMError & {transient?: boolean, resumable?: boolean}} DownloadError  transient: retry; resumable: keep the bytes */
+
 /** Up to 5 attempts without progress, 0.5 s, 1 s, 2 s, 4 s apart (plus up to 25% jitter). */
 export const RETRY = Object.freeze({ attempts: 5, baseMs: 500, maxMs: 8000 });
 
-/** A failure worth retrying (the connection, not the file): `transient` marks it. */
+/**
+ * A failure worth retrying (the connection, not the file): `transient` marks it.
+ * @param {string} message
+ */
 export function transientError(message) {
-  const e = new MobileLLMError('DownloadFailed', message);
+  const e = /** @type {DownloadError} */ (new MobileLLMError('DownloadFailed', message));
   e.transient = true;
   return e;
 }
 
 const aborted = () => new MobileLLMError('Aborted', 'model download aborted');
 
+/**
+ * @param {number} ms
+ * @param {AbortSignal} [signal]
+ * @returns {Promise<void>}
+ */
 function sleep(ms, signal) {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(aborted());
@@ -36,7 +55,11 @@ function sleep(ms, signal) {
   });
 }
 
-/** What identifies the file behind a 200 or 206 response: {total, etag, lastModified}. */
+/**
+ * What identifies the file behind a 200 or 206 response: {total, etag, lastModified}.
+ * @param {Response} res
+ * @returns {DownloadMeta}
+ */
 export function describeResponse(res, offset = 0) {
   const h = res.headers;
   const encoded = (h.get('content-encoding') || 'identity') !== 'identity';
@@ -49,7 +72,12 @@ export function describeResponse(res, offset = 0) {
   return { total, etag: etag && !etag.startsWith('W/') ? etag : null, lastModified: h.get('last-modified') };
 }
 
-/** Whether a 206 continues exactly the file `expect` describes, at `offset`. */
+/**
+ * Whether a 206 continues exactly the file `expect` describes, at `offset`.
+ * @param {Response} res
+ * @param {number} offset
+ * @param {DownloadMeta} expect
+ */
 function continues(res, offset, expect) {
   const range = /^bytes\s+(\d+)-/.exec(res.headers.get('content-range') || '');
   if (range && Number(range[1]) !== offset) return false;
@@ -61,19 +89,22 @@ function continues(res, offset, expect) {
   return true;
 }
 
-/** Stored bytes can be continued only when the file's size and a validator are known. */
+/**
+ * Stored bytes can be continued only when the file's size and a validator are known.
+ * @type {(meta: DownloadMeta | null | undefined) => boolean}
+ */
 export const canResume = (meta) => !!meta && meta.total != null && !!(meta.etag || meta.lastModified);
 
 const RETRY_STATUS = new Set([408, 429, 500, 502, 503, 504]);
 
 /**
  * Downloads one file into `target`, continuing from what it already holds.
- * @param {{size: number, meta: object|null, restart(meta): any, setMeta(meta): any, write(chunk: Uint8Array): any}} target
+ * @param {DownloadTarget} target
  *   restart(meta) empties it and records the new file's description, setMeta only records it,
  *   write appends (partial.js has the OPFS and memory targets).
- * @param {{request: (headers: object) => Promise<Response>, refuse?: (res: Response) => Error|null,
+ * @param {{request: (headers: Record<string, string>) => Promise<Response>, refuse?: (res: Response) => Error|null,
  *   signal?: AbortSignal, onProgress?: (p: {loaded: number, total?: number, rate: number}) => void,
- *   onStart?: (meta: object) => void, label?: string, retry?: typeof RETRY}} opts
+ *   onStart?: (meta: DownloadMeta) => void, label?: string, retry?: typeof RETRY}} opts
  *   request: the fetch (with these extra headers); refuse: the error for a status that is not
  *   retried (return null when a missing file is fine: the download then resolves null);
  *   onStart: once, when the file's description is first known.
@@ -89,7 +120,7 @@ export async function resumableDownload(target, { request, refuse, signal, onPro
     try {
       const opened = await open(target, request, refuse, signal, label);
       if (!opened) return null;
-      if (!started) { started = true; onStart?.(target.meta); }
+      if (!started) { started = true; onStart?.(/** @type {DownloadMeta} */ (target.meta)); } // open() described the file
       let skip = opened.skip;
       for await (let chunk of readBody(opened.res, signal, label)) {
         if (skip) { // the byte that confirmed a complete file is still the same
@@ -101,9 +132,9 @@ export async function resumableDownload(target, { request, refuse, signal, onPro
         await target.write(chunk);
         fetched += chunk.length;
         const secs = (performance.now() - t0) / 1000;
-        onProgress?.({ loaded: target.size, total: target.meta.total ?? undefined, rate: secs > 0 ? fetched / secs : 0 });
+        onProgress?.({ loaded: target.size, total: /** @type {DownloadMeta} */ (target.meta).total ?? undefined, rate: secs > 0 ? fetched / secs : 0 });
       }
-      const total = target.meta.total;
+      const total = /** @type {DownloadMeta} */ (target.meta).total;
       if (total != null && target.size > total) {
         throw new MobileLLMError('DownloadFailed', `${label}: received more than the announced ${total} bytes`);
       }
@@ -116,7 +147,7 @@ export async function resumableDownload(target, { request, refuse, signal, onPro
       best = Math.max(best, target.size);
       failures = progressed ? 1 : failures + 1;
       if (failures >= retry.attempts) {
-        const err = new MobileLLMError('DownloadFailed', `${e.message} (gave up after ${retry.attempts} attempts without progress)`);
+        const err = /** @type {DownloadError} */ (new MobileLLMError('DownloadFailed', `${e.message} (gave up after ${retry.attempts} attempts without progress)`));
         err.resumable = true; // what is stored is good: keep it for the next attempt
         throw err;
       }
@@ -125,7 +156,8 @@ export async function resumableDownload(target, { request, refuse, signal, onPro
     }
   }
   // The size is now known for sure (a file sent without Content-Length ends when the body does).
-  if (target.meta.total == null) await target.setMeta({ ...target.meta, total: target.size });
+  const meta = /** @type {DownloadMeta} */ (target.meta);
+  if (meta.total == null) await target.setMeta({ ...meta, total: target.size });
   return target.meta;
 }
 
@@ -134,12 +166,19 @@ export async function resumableDownload(target, { request, refuse, signal, onPro
  * after `skip` bytes, continues the stored bytes (the target restarted when that is not possible),
  * or null (refused as absent). Stored bytes that are already the whole file are confirmed with
  * their last byte (skip 1): a file of several (checkpoint shards) must not mix two versions.
+ * @param {DownloadTarget} target
+ * @param {(headers: Record<string, string>) => Promise<Response>} request
+ * @param {((res: Response) => Error | null) | undefined} refuse
+ * @param {AbortSignal | undefined} signal
+ * @param {string} label
+ * @returns {Promise<{res: Response, skip: number} | null>}
  */
 async function open(target, request, refuse, signal, label) {
   const have = canResume(target.meta) ? target.size : 0;
-  let offset = have && have === target.meta.total ? have - 1 : have;
+  // have > 0: canResume() found the file's description
+  let offset = have && have === /** @type {DownloadMeta} */ (target.meta).total ? have - 1 : have;
   let res = await send(request, offset ? { Range: `bytes=${offset}-` } : {}, signal, label);
-  if (offset && (res.status === 416 || (res.status === 206 && !continues(res, offset, target.meta)))) {
+  if (offset && (res.status === 416 || (res.status === 206 && !continues(res, offset, /** @type {DownloadMeta} */ (target.meta))))) {
     // The file changed (or shrank): what we have is worthless. Start over in full.
     res.body?.cancel().catch(() => {});
     offset = 0;
@@ -157,8 +196,15 @@ async function open(target, request, refuse, signal, label) {
   throw err;
 }
 
+/** @type {(res: Response, label: string) => MobileLLMError} */
 export const httpError = (res, label) => new MobileLLMError('DownloadFailed', `could not fetch ${label}: HTTP ${res.status} ${res.statusText}`.trim());
 
+/**
+ * @param {(headers: Record<string, string>) => Promise<Response>} request
+ * @param {Record<string, string>} headers
+ * @param {AbortSignal | undefined} signal
+ * @param {string} label
+ */
 async function send(request, headers, signal, label) {
   try {
     return await request(headers);
@@ -169,9 +215,14 @@ async function send(request, headers, signal, label) {
   }
 }
 
-/** The body's chunks; a broken connection becomes a transient error. */
+/**
+ * The body's chunks; a broken connection becomes a transient error.
+ * @param {Response} res
+ * @param {AbortSignal | undefined} signal
+ * @param {string} label
+ */
 async function* readBody(res, signal, label) {
-  const reader = res.body.getReader();
+  const reader = /** @type {ReadableStream<Uint8Array>} */ (res.body).getReader(); // open() checked it
   try {
     for (;;) {
       let step;

@@ -14,10 +14,20 @@ import * as pkgRelaxed from './pkg-relaxed/mobilellm_web.js';
 import * as pkgMt from './pkg-mt/mobilellm_web.js';
 import * as pkgMtRelaxed from './pkg-mt-relaxed/mobilellm_web.js';
 
+/**
+ * A build's wasm-bindgen glue module (typed by the .d.ts wasm-bindgen writes next to it). The
+ * threaded builds add pool_worker_run and take a shared memory in their init.
+ * @typedef {typeof pkg | typeof pkgRelaxed | typeof pkgMt | typeof pkgMtRelaxed} Glue
+ */
+/** @type {Record<string, Glue | undefined>} */
 const BUILDS = { pkg, 'pkg-relaxed': pkgRelaxed, 'pkg-mt': pkgMt, 'pkg-mt-relaxed': pkgMtRelaxed };
 export const VARIANTS = Object.freeze(Object.keys(BUILDS));
 
-/** The wasm-bindgen glue module of a build (not yet initialised). */
+/**
+ * The wasm-bindgen glue module of a build (not yet initialised).
+ * @param {string} name
+ * @returns {Promise<Glue>}
+ */
 export async function importVariant(name) {
   const glue = BUILDS[name];
   if (!glue) throw new Error(`unknown engine build ${name}`);
@@ -52,6 +62,7 @@ export function canShareMemory() {
  * the CPU backend takes threads where the page is cross-origin isolated and more than one thread
  * is wanted, and relaxed SIMD where the browser has it. `pinned` (a wasmUrl string from the
  * caller) forces the plain single-thread build.
+ * @param {{backend: string, threads: number, pinned?: boolean}} choice
  */
 export function chooseVariant({ backend, threads, pinned = false }) {
   if (backend !== 'cpu' || pinned) return 'pkg';
@@ -60,7 +71,12 @@ export function chooseVariant({ backend, threads, pinned = false }) {
   return `pkg${mt ? '-mt' : ''}${relaxed ? '-relaxed' : ''}`;
 }
 
-/** The .wasm URL the caller gave for a build, if any: a string pins `pkg`; an object maps names. */
+/**
+ * The .wasm URL the caller gave for a build, if any: a string pins `pkg`; an object maps names.
+ * @param {string | Record<string, string> | undefined} wasmUrl
+ * @param {string} variant
+ * @returns {string | undefined}
+ */
 export function wasmUrlFor(wasmUrl, variant) {
   if (!wasmUrl) return undefined;
   if (typeof wasmUrl === 'string') return variant === 'pkg' ? wasmUrl : undefined;
@@ -71,6 +87,8 @@ export function wasmUrlFor(wasmUrl, variant) {
  * Whether an adapter is a CPU pretending to be a GPU (SwiftShader, llvmpipe/lavapipe, WARP): the
  * CPU backend is far faster there. Chrome 136+ says so directly (isFallbackAdapter); otherwise the
  * adapter's vendor/architecture/description strings name the software renderer.
+ * @param {{info?: {isFallbackAdapter?: boolean, vendor?: string, architecture?: string, device?: string,
+ *   description?: string}, isFallbackAdapter?: boolean} | null | undefined} adapter  a GPUAdapter (older or newer)
  */
 export function isSoftwareAdapter(adapter) {
   const info = adapter?.info ?? {};
@@ -79,7 +97,10 @@ export function isSoftwareAdapter(adapter) {
   return /swiftshader|llvmpipe|lavapipe|softpipe|software|microsoft basic render|warp/.test(text);
 }
 
-/** 'webgpu' when a real GPU adapter is offered to this worker, else 'cpu' (with the reason). */
+/**
+ * 'webgpu' when a real GPU adapter is offered to this worker, else 'cpu' (with the reason).
+ * @returns {Promise<{backend: 'webgpu' | 'cpu', reason: string}>}
+ */
 export async function probeBackend() {
   if (!globalThis.navigator?.gpu) return { backend: 'cpu', reason: 'this browser does not expose WebGPU' };
   let adapter = null;

@@ -29,9 +29,25 @@ const REPO_RE = /^([A-Za-z0-9][\w.-]*)\/([A-Za-z0-9][\w.-]*)(?:@(.+))?$/;
 const KEY_RE = /^convert:([a-z0-9_]+):(.+)$/;
 
 /**
+ * A checkpoint to convert: `base` ends with "/" and the files are `base + name`; `key` names the
+ * converted model in the cache; `name` is the repository's (or the folder's).
+ * @typedef {{kind: 'checkpoint', base: string, type: string, key: string, name: string, repo?: string, revision?: string}} CheckpointSource
+ */
+/** @typedef {{kind: 'gguf', url: string} | CheckpointSource} ModelSource */
+/** @typedef {import('./download.js').DownloadTarget} DownloadTarget */
+/** @typedef {import('./protocol.js').Progress} Progress */
+/**
+ * Where downloadCheckpoint() puts the files (scratch.js Scratch).
+ * @typedef {{partial(name: string, url: string): Promise<DownloadTarget>, forget(name: string): Promise<void>}} CheckpointStore
+ */
+
+/**
  * Classifies `spec`. Returns {kind: 'gguf', url} or {kind: 'checkpoint', base, type, key, name,
  * repo?, revision?}: `base` ends with "/" and the files are `base + name`; `key` names the
  * converted model in the cache (hub, repository, revision and type all take part).
+ * @param {string} spec
+ * @param {{hubUrl?: string, revision?: string, convertType?: string, baseHref?: string}} [options]
+ * @returns {ModelSource}
  */
 export function resolveModelSource(spec, { hubUrl = HUB_URL, revision, convertType = DEFAULT_CONVERT_TYPE, baseHref } = {}) {
   if (typeof spec !== 'string' || !spec.trim()) throw new MobileLLMError('InvalidArgument', 'the model must be a URL or a Hugging Face repository name');
@@ -71,13 +87,24 @@ export function resolveModelSource(spec, { hubUrl = HUB_URL, revision, convertTy
   return { kind: 'gguf', url: url.href };
 }
 
+/**
+ * @param {URL} hub
+ * @param {string} owner
+ * @param {string} name
+ * @param {string} revision
+ * @param {string} type
+ * @returns {CheckpointSource}
+ */
 function repoSource(hub, owner, name, revision, type) {
   const repo = `${owner}/${name}`;
   const base = `${hub.origin}/${repo}/resolve/${encodeURIComponent(revision)}/`;
   return { kind: 'checkpoint', base, type, key: `convert:${type}:${base}`, name: repo, repo, revision };
 }
 
-/** A short label for a cache entry: "facebook/MobileLLM-125M (q8_0)", or null for a plain GGUF URL. */
+/**
+ * A short label for a cache entry: "facebook/MobileLLM-125M (q8_0)", or null for a plain GGUF URL.
+ * @param {string} key
+ */
 export function describeCacheKey(key) {
   const m = KEY_RE.exec(key || '');
   if (!m) return null;
@@ -87,7 +114,12 @@ export function describeCacheKey(key) {
   return `${label} (${m[1]})`;
 }
 
-/** The Authorization header for `url`, only when it is huggingface.co itself. */
+/**
+ * The Authorization header for `url`, only when it is huggingface.co itself.
+ * @param {string} url
+ * @param {string} [token]
+ * @returns {Record<string, string>}
+ */
 export function authHeaders(url, token) {
   return token && TOKEN_HOSTS.has(new URL(url).hostname) ? { Authorization: `Bearer ${token}` } : {};
 }
@@ -95,6 +127,11 @@ export function authHeaders(url, token) {
 /**
  * The error for a refused request of `file`, or null for a 404 when `optional`: 401/403 are
  * GatedModel (a token is needed, or the token has no access), other statuses DownloadFailed.
+ * @param {CheckpointSource} source
+ * @param {string} file
+ * @param {Response} res
+ * @param {string | undefined} token
+ * @param {boolean} optional
  */
 function refusal(source, file, res, token, optional) {
   const url = source.base + file;
@@ -118,6 +155,11 @@ function refusal(source, file, res, token, optional) {
  * Downloads `file` of the checkpoint into `target` (partial.js), continuing what it holds, with
  * download.js's retries. Resolves false for a 404 when `optional`; otherwise rejects with
  * GatedModel, DownloadFailed or Aborted.
+ * @param {CheckpointSource} source
+ * @param {string} file
+ * @param {DownloadTarget} target
+ * @param {{token?: string, signal?: AbortSignal, optional?: boolean,
+ *   onProgress?: (p: {loaded: number, total?: number, rate: number}) => void}} [opts]
  */
 async function fetchInto(source, file, target, { token, signal, optional = false, onProgress } = {}) {
   const url = source.base + file;
@@ -129,7 +171,11 @@ async function fetchInto(source, file, target, { token, signal, optional = false
   return meta !== null;
 }
 
-/** Reports at most every 100 ms, and always when `force`. */
+/**
+ * Reports at most every 100 ms, and always when `force`.
+ * @param {((p: Progress) => void) | undefined} fn
+ * @returns {(p: Progress, force?: boolean) => void}
+ */
 function throttle(fn) {
   let last = 0;
   return (p, force = false) => {
@@ -146,15 +192,21 @@ function throttle(fn) {
  * model.safetensors.index.json (+ its shards), pytorch_model.bin and pytorch_model.bin.index.json
  * (+ shards). `checkConfig(bytes)` may throw to stop before the weights are fetched. Resolves to
  * {file name: size}.
+ * @param {CheckpointSource} source
+ * @param {CheckpointStore} store
+ * @param {{token?: string, signal?: AbortSignal, onProgress?: (p: Progress) => void,
+ *   checkConfig?: (bytes: Uint8Array) => void}} [opts]
+ * @returns {Promise<Record<string, number>>}
  */
 export async function downloadCheckpoint(source, store, { token, signal, onProgress, checkConfig } = {}) {
   const report = throttle(onProgress);
+  /** @type {Record<string, number>} */
   const sizes = {};
-  const opts = (optional) => ({ token, signal, optional });
+  const opts = (/** @type {boolean} */ optional) => ({ token, signal, optional });
   // The weights: resumable, with progress. False when absent (and optional).
-  const save = async (name, optional = false) => {
+  const save = async (/** @type {string} */ name, optional = false) => {
     const target = await store.partial(name, source.base + name);
-    const progress = (p) => report({ phase: 'download', file: name, ...p });
+    const progress = (/** @type {{loaded: number, total?: number, rate: number}} */ p) => report({ phase: 'download', file: name, ...p });
     if (!(await fetchInto(source, name, target, { ...opts(optional), onProgress: progress }))) {
       await store.forget(name);
       return false;
@@ -164,7 +216,7 @@ export async function downloadCheckpoint(source, store, { token, signal, onProgr
     return true;
   };
   // The small files: fetched whole each time (retried like the weights), then stored.
-  const text = async (name, optional = false) => {
+  const text = async (/** @type {string} */ name, optional = false) => {
     const mem = new MemoryPartial();
     if (!(await fetchInto(source, name, mem, opts(optional)))) return null;
     const bytes = mem.bytes();
@@ -176,7 +228,7 @@ export async function downloadCheckpoint(source, store, { token, signal, onProgr
   };
 
   const config = await text('config.json');
-  checkConfig?.(config);
+  checkConfig?.(/** @type {Uint8Array} */ (config)); // required: never null
   if (!(await save('tokenizer.model', true)) && !(await text('tokenizer.json', true))) {
     throw new MobileLLMError('DownloadFailed', `${source.repo ?? source.base} has neither tokenizer.model nor tokenizer.json`);
   }
@@ -194,7 +246,12 @@ export async function downloadCheckpoint(source, store, { token, signal, onProgr
     'model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json');
 }
 
-/** The files an index's weight_map names, each once; only plain file names are accepted. */
+/**
+ * The files an index's weight_map names, each once; only plain file names are accepted.
+ * @param {Uint8Array} bytes
+ * @param {string} index
+ * @returns {string[]}
+ */
 function shardNames(bytes, index) {
   let map;
   try {

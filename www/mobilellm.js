@@ -21,52 +21,96 @@ import { resolveModelSource, describeCacheKey, CONVERT_TYPES, DEFAULT_CONVERT_TY
 
 export { MobileLLMError, listCached, deleteCached, resolveModelSource, describeCacheKey, CONVERT_TYPES, DEFAULT_CONVERT_TYPE };
 
+// The worker's messages are typed in protocol.js; the public API's types are declared for users
+// in npm/index.d.ts.
+/** @typedef {import('./protocol.js').EngineWorker} EngineWorker */
+/** @typedef {import('./protocol.js').ChatMessage} ChatMessage */
+/** @typedef {import('./protocol.js').GenerateOptions} GenerateOptions */
+/** @typedef {import('./protocol.js').GenerateResult} GenerateResult */
+/** @typedef {import('./protocol.js').Progress} Progress */
+/** @typedef {import('./protocol.js').Results} Results */
+/**
+ * What a pending request is told: its result or error, and the replies on the way.
+ * @typedef {{resolve: (value: any) => void, reject: (e: unknown) => void, onProgress?: (p: Progress) => void,
+ *   onStart?: (s: import('./protocol.js').StartedReply) => void, onToken?: (text: string, token: number) => void}} Pending
+ */
+/**
+ * chat.completions.create's request (checked at run time too: callers may be plain JS).
+ * @typedef {{messages: readonly ChatMessage[], stream?: boolean | null, temperature?: number | null,
+ *   top_p?: number | null, top_k?: number | null, min_p?: number | null, repetition_penalty?: number | null,
+ *   max_tokens?: number | null, seed?: number | null, stop?: string | string[] | null, signal?: AbortSignal,
+ *   ignore_eos?: boolean, raw?: boolean}} ChatRequest
+ */
+/** completions.create's request: a prompt instead of messages. @typedef {Omit<ChatRequest, 'messages' | 'raw'> & {prompt: string}} CompletionRequest */
+/** @typedef {{id: string, created: number, model: string}} CompletionMeta */
+/** A stream's next chunk, its end, or its error. @typedef {{chunk?: object, token?: number, last?: boolean, error?: unknown}} StreamItem */
+/**
+ * What a generation has received so far (the answer to an interrupt).
+ * @typedef {{tokens: number[], text: string, promptTokens: number | null, cachedPrefix?: number, t0: number,
+ *   tFirst: number | null}} Seen
+ */
+
 /** True when the browser exposes WebGPU (it may still have no usable adapter). */
 export function hasWebGPU() {
   return typeof navigator !== 'undefined' && !!navigator.gpu;
 }
 
+/** @type {Record<string, string>} */
 const FINISH = { stop: 'stop', length: 'length', context_full: 'length', abort: 'abort' };
 
 let nextCompletionId = 1;
 
 export class MobileLLM {
+  /** @type {EngineWorker} */
   #worker;
   #nextId = 1;
+  /** @type {Map<number, Pending>} */
   #pending = new Map(); // request id -> {resolve, reject, onProgress?, onToken?}
+  /** @type {unknown} the error every call fails with once closed */
   #closed = null;
+  /** @type {Map<number, () => void>} */
   #stoppers = new Map(); // generation request id -> "answer now with what you have"
 
-  /** Model and device description once loaded: arch, n_ctx, n_vocab, backend, adapter, f16, url, ... */
-  info = null;
+  /**
+   * Model and device description once loaded: arch, n_ctx, n_vocab, backend, adapter, f16, url, ...
+   * @type {import('./protocol.js').ModelInfo}
+   */
+  info = /** @type {any} */ (null); // (set by load() before the instance is handed out)
   /**
    * How the model was obtained and what runs it: {fromCache, timings: {download_ms, read_ms,
    * compile_ms, total_ms}, engine: {backend, threads, requestedThreads, threadsNote, simd, build,
    * crossOriginIsolated, reason}}.
+   * @type {Omit<import('./protocol.js').LoadResult, 'info'>}
    */
-  loadStats = null;
+  loadStats = /** @type {any} */ (null); // (set by load() too)
   /** 'webgpu' or 'cpu': the backend running the model. */
   get backend() { return this.loadStats?.engine?.backend ?? null; }
-  chat = { completions: { create: (req) => this.#create(req) } };
+  chat = { completions: { create: (/** @type {ChatRequest} */ req) => this.#create(req) } };
   /**
    * Completion mode, for base models: `prompt` is the raw text the model continues (no chat
    * template). OpenAI-style `text_completion` objects ({choices: [{text, finish_reason}]}), or with
    * `stream: true` an async iterable of them; the options are chat.completions.create's.
    * (chat.completions.create({messages, raw: true}) is the same on the concatenated contents.)
    */
-  completions = { create: (req) => this.#createCompletion(req) };
+  completions = { create: (/** @type {CompletionRequest} */ req) => this.#createCompletion(req) };
   /** Debugging and tests: teacher-forced logits and prompt tokenisation, on the same engine. */
   debug = {
+    /** @param {Iterable<number> | ArrayLike<number>} tokens */
     topLogits: (tokens, k = 2) => this.#request({ type: Msg.TOP_LOGITS, tokens: Array.from(tokens), k }),
+    /** @param {readonly ChatMessage[]} messages */
     promptTokens: (messages) => this.#request({ type: Msg.TOKENIZE, messages: checkMessages(messages) }),
     /** Memory now: the engine's wasm heap, the GPU buffers it created (WebGPU), the weights. */
     stats: () => this.#request({ type: Msg.STATS }),
     /** The CPU kernels' self-test inside the loaded wasm build: {ok, simd, cases: [...]}. */
     cpuSelftest: () => this.#request({ type: Msg.SELFTEST }),
-    /** Per-kernel times of one decode step after `messages` (forgets the cached conversation). */
+    /**
+     * Per-kernel times of one decode step after `messages` (forgets the cached conversation).
+     * @param {readonly ChatMessage[]} messages
+     */
     profileDecode: (messages, steps = 1) => this.#request({ type: Msg.PROFILE, messages: checkMessages(messages), steps }),
   };
 
+  /** @param {EngineWorker} worker */
   constructor(worker) {
     this.#worker = worker;
     worker.onmessage = (ev) => this.#onMessage(ev.data);
@@ -79,11 +123,11 @@ export class MobileLLM {
   /**
    * Downloads (or reads from the cache) and loads a GGUF model, or a Hugging Face checkpoint,
    * which is downloaded, converted to GGUF in the worker and cached (a reload skips all three).
-   * @param {string} url  a GGUF URL (any CORS-enabled URL; relative URLs resolve against the page),
+   * @param {string | URL} url  a GGUF URL (any CORS-enabled URL; relative URLs resolve against the page),
    *   a Hugging Face repository ("facebook/MobileLLM-125M", "hf:owner/name@revision",
    *   "https://huggingface.co/owner/name"), or a checkpoint folder URL ending with "/" (see hf.js)
-   * @param {{onProgress?: (p: {phase: string, loaded?: number, total?: number, rate?: number, fromCache?: boolean}) => void,
-   *          signal?: AbortSignal, backend?: 'auto' | 'webgpu' | 'cpu', threads?: number,
+   * @param {{onProgress?: (p: Progress) => void,
+   *          signal?: AbortSignal, backend?: 'auto' | 'webgpu' | 'cpu', threads?: number, build?: string,
    *          forceF32?: boolean, contextLength?: number, useCache?: boolean,
    *          workerUrl?: string | URL, wasmUrl?: string | URL | Record<string, string | URL>,
    *          hfToken?: string, hubUrl?: string, revision?: string, convertType?: string}} [opts]
@@ -119,6 +163,7 @@ export class MobileLLM {
     const wasmUrl = absoluteWasmUrls(opts.wasmUrl);
     // Written out in full so that bundlers (Vite, webpack) recognise the default worker and emit it
     // with the .wasm it imports; apps that host the files elsewhere pass workerUrl / wasmUrl.
+    /** @type {EngineWorker} */
     const worker = opts.workerUrl
       ? new Worker(opts.workerUrl, { type: 'module', name: 'mobilellm' })
       : new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'mobilellm' });
@@ -155,9 +200,12 @@ export class MobileLLM {
     for (const stop of [...this.#stoppers.values()]) stop();
   }
 
-  /** Stops one generation (a stream left early, an aborted signal); others queued keep going. */
+  /**
+   * Stops one generation (a stream left early, an aborted signal); others queued keep going.
+   * @param {number | undefined} id  undefined: a generation never sent (its signal was aborted already)
+   */
   #stopOne(id) {
-    if (this.#closed) return;
+    if (this.#closed || id === undefined) return;
     this.#worker.postMessage({ type: Msg.INTERRUPT, ids: [id] });
     this.#stoppers.get(id)?.();
   }
@@ -175,6 +223,7 @@ export class MobileLLM {
     this.#terminate(new MobileLLMError('Unloaded', 'the model was unloaded'));
   }
 
+  /** @param {unknown} reason */
   #terminate(reason) {
     if (this.#closed) return;
     this.#closed = reason;
@@ -182,11 +231,19 @@ export class MobileLLM {
     this.#failAll(reason);
   }
 
+  /** @param {unknown} err */
   #failAll(err) {
     for (const p of this.#pending.values()) p.reject(err);
     this.#pending.clear();
   }
 
+  /**
+   * Sends a request (protocol.js); resolves to its result, telling `handlers` the replies on the way.
+   * @template {import('./protocol.js').RequestBody} M
+   * @param {M} msg
+   * @param {Omit<Pending, 'resolve' | 'reject'>} [handlers]
+   * @returns {Promise<Results[M['type']]>}
+   */
   #request(msg, handlers = {}) {
     if (this.#closed) return Promise.reject(this.#closed);
     const id = this.#nextId++;
@@ -196,6 +253,7 @@ export class MobileLLM {
     });
   }
 
+  /** @param {import('./protocol.js').Reply} msg */
   #onMessage(msg) {
     const p = this.#pending.get(msg.id);
     if (!p) return;
@@ -208,11 +266,13 @@ export class MobileLLM {
     }
   }
 
+  /** @param {ChatRequest} req */
   async #create(req) {
     if (!req || typeof req !== 'object') throw new MobileLLMError('InvalidArgument', 'create() takes a request object');
     const messages = checkMessages(req.messages);
+    /** @type {GenerateOptions} */
     const options = {};
-    for (const k of ['temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty', 'max_tokens', 'seed']) {
+    for (const k of /** @type {const} */ (['temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty', 'max_tokens', 'seed'])) {
       if (req[k] !== undefined && req[k] !== null) {
         if (typeof req[k] !== 'number' || !Number.isFinite(req[k])) throw new MobileLLMError('InvalidArgument', `${k} must be a finite number`);
         options[k] = req[k];
@@ -225,11 +285,17 @@ export class MobileLLM {
     return req.stream ? this.#stream(messages, options, req.signal, meta) : this.#complete(messages, options, req.signal, meta);
   }
 
+  /** @param {CompletionRequest} req */
   async #createCompletion(req) {
     if (!req || typeof req !== 'object' || typeof req.prompt !== 'string' || !req.prompt) {
       throw new MobileLLMError('InvalidArgument', 'completions.create() needs a non-empty string prompt');
     }
+    /** @type {any} a chat.completion, or a stream of chunks when req.stream */
     const r = await this.#create({ ...req, messages: [{ role: 'user', content: req.prompt }], raw: true });
+    /**
+     * @param {{id: string, choices: {index: number, message?: {content: string}, delta?: {content?: string},
+     *   finish_reason: string | null, logprobs: null}[]}} c  a chat.completion or chunk
+     */
     const asText = (c) => ({
       ...c, id: c.id.replace(/^chatcmpl-/, 'cmpl-'), object: 'text_completion',
       choices: c.choices.map(({ index, message, delta, finish_reason, logprobs }) => ({ index, text: (message ?? delta)?.content ?? '', finish_reason, logprobs })),
@@ -249,9 +315,15 @@ export class MobileLLM {
    * GPU cannot be cancelled (several seconds on a software adapter), so the caller gets its answer
    * now and the worker finishes that step in the background; requests after it queue behind it.
    * Rejects with Aborted when `signal` fires.
+   * @param {ChatMessage[]} messages
+   * @param {GenerateOptions} options
+   * @param {AbortSignal | undefined} signal
+   * @param {((text: string, token: number) => void) | null} onToken
+   * @returns {Promise<GenerateResult> & {requestId?: number}}
    */
   #generate(messages, options, signal, onToken) {
     if (signal?.aborted) return Promise.reject(new MobileLLMError('Aborted', 'generation aborted'));
+    /** @type {Seen} */
     const seen = { tokens: [], text: '', promptTokens: null, t0: performance.now(), tFirst: null };
     let settled = false;
     const p = this.#request({ type: Msg.GENERATE, messages, options }, {
@@ -265,7 +337,9 @@ export class MobileLLM {
       },
     });
     const id = this.#nextId - 1;
+    /** @type {Promise<GenerateResult> & {requestId?: number}} */
     const result = new Promise((resolve, reject) => {
+      /** @type {(fn: (v: any) => void, v: unknown) => void} */
       const finish = (fn, v) => {
         if (settled) return;
         settled = true;
@@ -286,6 +360,12 @@ export class MobileLLM {
     return result;
   }
 
+  /**
+   * @param {ChatMessage[]} messages
+   * @param {GenerateOptions} options
+   * @param {AbortSignal | undefined} signal
+   * @param {CompletionMeta} meta
+   */
   async #complete(messages, options, signal, meta) {
     const r = await this.#generate(messages, options, signal, null);
     return {
@@ -298,13 +378,26 @@ export class MobileLLM {
     };
   }
 
-  /** An async iterable of chat.completion.chunk objects; the last one has finish_reason and usage. */
+  /**
+   * An async iterable of chat.completion.chunk objects; the last one has finish_reason and usage.
+   * @param {ChatMessage[]} messages
+   * @param {GenerateOptions} options
+   * @param {AbortSignal | undefined} signal
+   * @param {CompletionMeta} meta
+   */
   async #stream(messages, options, signal, meta) {
+    /** @type {StreamItem[]} */
     const queue = [];
+    /** @type {((value?: unknown) => void) | null} */
     let wake = null;
     let ended = false;
+    /** @param {StreamItem} item */
     const push = (item) => { queue.push(item); wake?.(); wake = null; };
     let first = true;
+    /**
+     * @param {{role?: string, content?: string}} delta
+     * @param {string | null} [finish_reason]
+     */
     const chunk = (delta, finish_reason = null, extra = {}) => ({
       ...meta, object: 'chat.completion.chunk', choices: [{ index: 0, delta, finish_reason, logprobs: null }], ...extra,
     });
@@ -325,7 +418,7 @@ export class MobileLLM {
       async next() {
         if (ended) return { done: true, value: undefined };
         while (!queue.length) await new Promise((r) => (wake = r));
-        const item = queue.shift();
+        const item = /** @type {StreamItem} */ (queue.shift()); // (the loop above waited for one)
         if (item.error) { ended = true; throw item.error; }
         if (item.last) ended = true;
         return { done: false, value: item.chunk };
@@ -341,14 +434,22 @@ export class MobileLLM {
   }
 }
 
-/** wasmUrl made absolute against the page: a string, or each entry of a build -> URL object. */
+/**
+ * wasmUrl made absolute against the page: a string, or each entry of a build -> URL object.
+ * @param {string | URL | Record<string, string | URL> | undefined} w
+ * @returns {string | Record<string, string> | undefined}
+ */
 function absoluteWasmUrls(w) {
   if (!w) return undefined;
-  const abs = (u) => new URL(u, globalThis.location?.href).href;
+  const abs = (/** @type {string | URL} */ u) => new URL(u, globalThis.location?.href).href;
   if (typeof w === 'string' || w instanceof URL) return abs(w);
   return Object.fromEntries(Object.entries(w).map(([k, v]) => [k, abs(v)]));
 }
 
+/**
+ * @param {unknown} messages  checked here: callers may be plain JS
+ * @returns {ChatMessage[]}
+ */
 function checkMessages(messages) {
   if (!Array.isArray(messages) || messages.length === 0) throw new MobileLLMError('InvalidArgument', 'messages must be a non-empty array');
   return messages.map((m, i) => {
@@ -359,7 +460,11 @@ function checkMessages(messages) {
   });
 }
 
-/** What an interrupted generation had produced when the caller stopped waiting for it. */
+/**
+ * What an interrupted generation had produced when the caller stopped waiting for it.
+ * @param {Seen} seen
+ * @returns {GenerateResult}
+ */
 function partialResult(seen) {
   const now = performance.now();
   const prompt = seen.promptTokens ?? 0;
@@ -379,21 +484,25 @@ function partialResult(seen) {
   };
 }
 
+/** @param {GenerateResult} r */
 function usage(r) {
   return { prompt_tokens: r.prompt_tokens, completion_tokens: r.tokens.length, total_tokens: r.prompt_tokens + r.tokens.length, prefill_tokens: r.prefill_tokens };
 }
 
+/** @param {GenerateResult} r */
 function timings(r) {
   const decoded = Math.max(0, r.tokens.length - 1); // the first token comes out of the prefill
   return {
     prefill_ms: r.prefill_ms,
     decode_ms: r.decode_ms,
     ttft_ms: r.ttft_ms,
-    prefill_tokens_per_s: r.prefill_ms > 0 ? (r.prefill_tokens / r.prefill_ms) * 1000 : null,
-    decode_tokens_per_s: r.decode_ms > 0 && decoded > 0 ? (decoded / r.decode_ms) * 1000 : null,
+    // (null times: an interrupted call answered early)
+    prefill_tokens_per_s: r.prefill_ms != null && r.prefill_ms > 0 ? (Number(r.prefill_tokens) / r.prefill_ms) * 1000 : null,
+    decode_tokens_per_s: r.decode_ms != null && r.decode_ms > 0 && decoded > 0 ? (decoded / r.decode_ms) * 1000 : null,
   };
 }
 
+/** @param {GenerateResult} r */
 function debugInfo(r) {
   return {
     prompt_token_ids: r.prompt_ids, completion_token_ids: r.tokens, cached_tokens: r.cached_tokens, n_ctx: r.n_ctx,

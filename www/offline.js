@@ -8,40 +8,59 @@
 
 import { listCached } from './mobilellm.js';
 
+/** @typedef {import('./protocol.js').SwRequest} SwRequest */
+/**
+ * @typedef {{supported: boolean, error: string | null, controlled: boolean, version: string | null, online: boolean,
+ *   model: string | null, modelCached: boolean, ready: boolean, usage: number | null, quota: number | null,
+ *   persisted: boolean | null, updateReady: boolean}} OfflineState
+ */
+
+/** @type {(id: string) => any} the page's own elements (index.html), typed where they are kept */
 const $ = (id) => document.getElementById(id);
 
+/** @param {number | null} n */
 function formatBytes(n) {
-  if (!Number.isFinite(n)) return '?';
+  if (n == null || !Number.isFinite(n)) return '?';
   if (n >= 1e9) return `${(n / 1e9).toFixed(1)} GB`;
   if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
   return `${Math.round(n / 1e3)} kB`;
 }
 
-/** Asks the controlling service worker for its version ({version, cache, files}), or null. */
+/**
+ * Asks the controlling service worker for its version ({version, cache, files}), or null.
+ * @param {ServiceWorker | null | undefined} sw
+ * @returns {Promise<import('./protocol.js').SwVersion | null>}
+ */
 function askVersion(sw, timeoutMs = 2000) {
   if (!sw) return Promise.resolve(null);
   return new Promise((resolve) => {
     const ch = new MessageChannel();
     const timer = setTimeout(() => resolve(null), timeoutMs);
     ch.port1.onmessage = (ev) => { clearTimeout(timer); resolve(ev.data); };
-    sw.postMessage({ type: 'version' }, [ch.port2]);
+    sw.postMessage(/** @satisfies {SwRequest} */ ({ type: 'version' }), [ch.port2]);
   });
 }
 
 /**
  * @param {{chosenModel: () => string, modelName: (url: string) => string}} opts
- * @returns {{state: object, refresh: (cached?: {url: string}[]) => Promise<void>, requestPersist: () => Promise<boolean>}}
+ * @returns {{state: OfflineState, refresh: (cached?: {url: string}[]) => Promise<void>, requestPersist: () => Promise<boolean>}}
  */
 export function startOffline({ chosenModel, modelName }) {
+  /**
+   * @type {{badge: HTMLElement, state: HTMLElement, storage: HTMLElement, persist: HTMLButtonElement,
+   *   version: HTMLElement, update: HTMLElement, applyUpdate: HTMLButtonElement}}
+   */
   const ui = {
     badge: $('offline-badge'), state: $('offline-state'), storage: $('storage-use'), persist: $('persist-storage'),
     version: $('app-version'), update: $('update-banner'), applyUpdate: $('apply-update'),
   };
   const sw = 'serviceWorker' in navigator ? navigator.serviceWorker : null;
+  /** @type {OfflineState} */
   const state = {
     supported: !!sw, error: null, controlled: !!sw?.controller, version: null, online: navigator.onLine,
     model: null, modelCached: false, ready: false, usage: null, quota: null, persisted: null, updateReady: false,
   };
+  /** @type {ServiceWorker | null} */
   let waiting = null;   // an installed new version waiting for the page's consent
   let updating = false; // the user asked for it: reload once it controls the page
   let generation = 0;   // refreshes run concurrently; only the latest one renders
@@ -73,6 +92,7 @@ export function startOffline({ chosenModel, modelName }) {
     ui.update.hidden = !state.updateReady;
   }
 
+  /** @param {{url: string}[]} [cached] */
   async function refresh(cached) {
     const g = ++generation;
     const items = cached ?? await listCached().catch(() => []);
@@ -104,18 +124,19 @@ export function startOffline({ chosenModel, modelName }) {
     render();
   }
 
+  /** @param {ServiceWorker | null} worker */
   function watch(worker) {
     if (!worker) return;
     const check = () => {
       // "installed" while another version controls the page: an update, waiting for consent.
-      if (worker.state === 'installed' && sw.controller) {
+      if (worker.state === 'installed' && sw?.controller) {
         waiting = worker;
         state.updateReady = true;
         render();
       }
       // A first install that failed (a file missing or not matching the build's manifest, e.g. a
       // deploy in progress): say so instead of "Preparing" forever. The next visit retries.
-      if (worker.state === 'redundant' && !sw.controller) {
+      if (worker.state === 'redundant' && !sw?.controller) {
         state.error = 'the app could not be stored on this device (a file did not match this build); reload to retry';
         render();
       }
@@ -127,7 +148,7 @@ export function startOffline({ chosenModel, modelName }) {
   async function register() {
     try {
       // updateViaCache 'none': the update check must never be answered by an HTTP cache.
-      const reg = await sw.register(new URL('sw.js', import.meta.url), { updateViaCache: 'none' });
+      const reg = await /** @type {ServiceWorkerContainer} */ (sw).register(new URL('sw.js', import.meta.url), { updateViaCache: 'none' }); // (only called when there is one)
       watch(reg.waiting ?? reg.installing);
       reg.addEventListener('updatefound', () => watch(reg.installing));
       // Look for a new build on every visit and when the network comes back, not only when the
@@ -154,7 +175,7 @@ export function startOffline({ chosenModel, modelName }) {
       if (!waiting) return;
       updating = true;
       ui.applyUpdate.disabled = true;
-      waiting.postMessage({ type: 'skip-waiting' });
+      waiting.postMessage(/** @satisfies {SwRequest} */ ({ type: 'skip-waiting' }));
     });
     register();
     readVersion();

@@ -13,13 +13,25 @@ const META_SUFFIX = '.part.json';
 const FLUSH_EVERY = 8 << 20;
 export const STALE_MS = 7 * 24 * 3600e3;
 
+/** @typedef {import('./download.js').DownloadMeta} DownloadMeta */
+/**
+ * OPFS's synchronous access handle (workers only: TypeScript's DOM lib, which the page is checked
+ * with, does not have it).
+ * @typedef {{read(buffer: ArrayBufferView, options?: {at?: number}): number,
+ *   write(buffer: ArrayBufferView, options?: {at?: number}): number, truncate(size: number): void,
+ *   getSize(): number, flush(): void, close(): void}} SyncHandle
+ */
+
 /** Whether partial downloads can be kept on disk here (OPFS with sync access handles: a worker). */
 export function hasOpfs() {
   return typeof FileSystemFileHandle !== 'undefined' && 'createSyncAccessHandle' in FileSystemFileHandle.prototype &&
     typeof navigator !== 'undefined' && !!navigator.storage?.getDirectory;
 }
 
-/** A short stable folder name for `text` (64-bit FNV-1a; the sidecar records `text` itself). */
+/**
+ * A short stable folder name for `text` (64-bit FNV-1a; the sidecar records `text` itself).
+ * @param {string} text
+ */
 export function folderName(text) {
   let a = 0x811c9dc5, b = 0xcbf29ce4;
   for (let i = 0; i < text.length; i++) {
@@ -31,7 +43,12 @@ export function folderName(text) {
 }
 const FOLDER_RE = /^[0-9a-f]{16}$/;
 
-/** OPFS folder `root/name` (created when `create`), or null when absent or no OPFS. */
+/**
+ * OPFS folder `root/name` (created when `create`), or null when absent or no OPFS.
+ * @param {string} root
+ * @param {string | null} [name]  none: `root` itself
+ * @returns {Promise<FileSystemDirectoryHandle | null>}
+ */
 export async function opfsFolder(root, name, create = false) {
   try {
     const top = await (await navigator.storage.getDirectory()).getDirectoryHandle(root, { create });
@@ -44,9 +61,11 @@ export async function opfsFolder(root, name, create = false) {
 /**
  * Removes `root/name` and everything in it; false when it was not there or stays in use. A
  * worker that was just terminated may hold its files open a moment longer: retried for 2 s.
+ * @param {string} root
+ * @param {string} name
  */
 export async function removeFolder(root, name) {
-  const top = typeof navigator !== 'undefined' && navigator.storage?.getDirectory ? await opfsFolder(root) : null;
+  const top = typeof navigator !== 'undefined' && typeof navigator.storage?.getDirectory === 'function' ? await opfsFolder(root) : null;
   if (!top) return false;
   for (let i = 0; ; i++) {
     try {
@@ -62,11 +81,13 @@ export async function removeFolder(root, name) {
 /**
  * Removes the folders of `root` nobody holds (`lockPrefix` + name) that are stale: untouched for
  * STALE_MS, or not named by folderName() (left by an older version of this code).
+ * @param {string} root
+ * @param {string} lockPrefix
  */
 export async function sweepFolders(root, lockPrefix, now = Date.now()) {
   const top = await opfsFolder(root);
   if (!top) return;
-  const held = new Set(navigator.locks ? (await navigator.locks.query()).held.map((l) => l.name) : []);
+  const held = new Set(navigator.locks ? ((await navigator.locks.query()).held ?? []).map((l) => l.name) : []);
   const doomed = [];
   for await (const [name, handle] of top.entries()) {
     if (held.has(lockPrefix + name)) continue;
@@ -76,6 +97,7 @@ export async function sweepFolders(root, lockPrefix, now = Date.now()) {
   for (const name of doomed) await top.removeEntry(name, { recursive: true }).catch(() => {});
 }
 
+/** @param {FileSystemDirectoryHandle} dir */
 async function lastWrite(dir) {
   let t = 0;
   for await (const [, h] of dir.entries()) {
@@ -87,19 +109,26 @@ async function lastWrite(dir) {
 /**
  * Waits for the Web Lock `name` and resolves to its release function (a no-op without Web Locks).
  * Held until released or until this worker ends.
+ * @param {string} name
+ * @param {AbortSignal} [signal]
+ * @returns {Promise<() => void>}
  */
 export function holdLock(name, signal) {
   if (typeof navigator === 'undefined' || !navigator.locks) return Promise.resolve(() => {});
   return new Promise((acquired, failed) => {
-    navigator.locks.request(name, { signal }, () => new Promise((release) => acquired(release))).catch(failed);
+    navigator.locks.request(name, { signal }, () => /** @type {Promise<void>} */ (new Promise((release) => acquired(release)))).catch(failed);
   });
 }
 
-/** A sync access handle; the handle of a just-terminated worker may take a moment to close. */
+/**
+ * A sync access handle; the handle of a just-terminated worker may take a moment to close.
+ * @param {FileSystemFileHandle} fileHandle
+ * @returns {Promise<SyncHandle>}
+ */
 async function syncHandle(fileHandle) {
   for (let i = 0; ; i++) {
     try {
-      return await fileHandle.createSyncAccessHandle();
+      return await /** @type {FileSystemFileHandle & {createSyncAccessHandle(): Promise<SyncHandle>}} */ (fileHandle).createSyncAccessHandle();
     } catch (e) {
       if (i >= 30 || e?.name === 'QuotaExceededError') throw e;
       await new Promise((r) => setTimeout(r, 100));
@@ -110,12 +139,28 @@ async function syncHandle(fileHandle) {
 /** A downloaded file on OPFS, possibly incomplete: the target of download.js resumableDownload. */
 export class PartialFile {
   size = 0;
+  /** @type {DownloadMeta | null} */
   meta = null;
-  #dir; #name; #fileHandle; #data; #side; #id; #unflushed = 0;
+  /** @type {FileSystemDirectoryHandle} */
+  #dir;
+  /** @type {string} */
+  #name;
+  /** @type {FileSystemFileHandle} */
+  #fileHandle;
+  /** @type {SyncHandle} the data; both handles are gone after close() */
+  #data;
+  /** @type {SyncHandle} the sidecar */
+  #side;
+  /** @type {string} */
+  #id;
+  #unflushed = 0;
 
   /**
    * Opens (creating) `name` in `dir`. `id` names what it downloads (a URL): stored bytes are kept
    * only when the sidecar says they belong to the same `id`.
+   * @param {FileSystemDirectoryHandle} dir
+   * @param {string} name
+   * @param {string} id
    */
   static async open(dir, name, id) {
     const f = new PartialFile();
@@ -150,7 +195,10 @@ export class PartialFile {
     }
   }
 
-  /** Empties the file: the bytes that follow belong to the file `meta` describes. */
+  /**
+   * Empties the file: the bytes that follow belong to the file `meta` describes.
+   * @param {DownloadMeta} meta
+   */
   restart(meta) {
     // Truncate before the new description is written: a worker stopped in between leaves an
     // empty file, never old bytes under a new description.
@@ -159,6 +207,7 @@ export class PartialFile {
     this.setMeta(meta);
   }
 
+  /** @param {DownloadMeta} meta */
   setMeta(meta) {
     this.meta = meta;
     const bytes = new TextEncoder().encode(JSON.stringify({ id: this.#id, meta }));
@@ -167,6 +216,7 @@ export class PartialFile {
     this.#side.flush();
   }
 
+  /** @param {Uint8Array} chunk */
   write(chunk) {
     let done = 0;
     while (done < chunk.length) done += this.#data.write(chunk.subarray(done), { at: this.size + done });
@@ -175,7 +225,11 @@ export class PartialFile {
     if (this.#unflushed >= FLUSH_EVERY) { this.#data.flush(); this.#unflushed = 0; }
   }
 
-  /** Fills `dest` from `offset` (the converter's reads); returns the byte count. */
+  /**
+   * Fills `dest` from `offset` (the converter's reads); returns the byte count.
+   * @param {number} offset
+   * @param {Uint8Array} dest
+   */
   read(offset, dest) {
     return this.#data.read(dest, { at: offset });
   }
@@ -189,7 +243,7 @@ export class PartialFile {
     for (const h of [this.#data, this.#side]) {
       try { h?.flush(); h?.close(); } catch { /* already closed */ }
     }
-    this.#data = this.#side = null;
+    this.#data = this.#side = /** @type {any} */ (null); // using a closed file is a bug: let it throw
   }
 
   /** The bytes as a disk-backed File (closes the handles: reading needs them released). */
@@ -208,19 +262,25 @@ export class PartialFile {
 /** The same target in memory. Pre-sized when the file's size is known (no second copy). */
 export class MemoryPartial {
   size = 0;
+  /** @type {DownloadMeta | null} */
   meta = null;
+  /** @type {Uint8Array<ArrayBuffer> | null} */
   #buf = null;
+  /** @type {Uint8Array<ArrayBuffer>[]} */
   #chunks = [];
 
+  /** @param {DownloadMeta | null} meta */
   restart(meta) {
     this.meta = meta;
     this.size = 0;
     this.#chunks = [];
-    this.#buf = meta?.total > 0 ? new Uint8Array(meta.total) : null;
+    this.#buf = meta?.total != null && meta.total > 0 ? new Uint8Array(meta.total) : null;
   }
 
+  /** @param {DownloadMeta} meta */
   setMeta(meta) { this.meta = meta; }
 
+  /** @param {Uint8Array} chunk */
   write(chunk) {
     if (this.#buf && this.size + chunk.length <= this.#buf.length) this.#buf.set(chunk, this.size);
     else {
@@ -242,6 +302,10 @@ export class MemoryPartial {
     return this.#buf.subarray(0, this.size);
   }
 
+  /**
+   * @param {number} offset
+   * @param {Uint8Array} dest
+   */
   read(offset, dest) {
     const src = this.bytes().subarray(offset, offset + dest.length);
     dest.set(src);

@@ -6,17 +6,24 @@
 
 import { importVariant } from './engine-variants.js';
 
-self.onmessage = async ({ data }) => {
+/** @typedef {import('./protocol.js').PoolStart} PoolStart */
+/** @typedef {import('./protocol.js').PoolReply} PoolReply */
+/** This worker's end of the engine worker's channel (the message types are in protocol.js). */
+/** @type {import('./protocol.js').WorkerSelf<PoolStart, PoolReply>} */
+const port = self;
+
+port.onmessage = async ({ data }) => {
   try {
     const glue = await importVariant(data.variant);
+    if (!('pool_worker_run' in glue)) throw new Error(`${data.variant} is not a threaded build`);
     // The same compiled module on the same memory: wasm-bindgen gives this thread its own stack
     // and thread-local storage when it starts.
     await glue.default({ module_or_path: data.module, memory: data.memory });
-    self.postMessage({ ready: true });
+    port.postMessage({ ready: true });
     // Blocks this worker (Atomics.wait) between jobs; returns when the pool is dropped.
     glue.pool_worker_run(data.shared, data.index);
     self.close();
   } catch (e) {
-    self.postMessage({ error: String(e?.message ?? e) });
+    port.postMessage({ error: String(e?.message ?? e) });
   }
 };

@@ -15,18 +15,28 @@
 import { PartialFile, MemoryPartial, hasOpfs, folderName, opfsFolder, removeFolder, sweepFolders, holdLock } from './partial.js';
 import { CONVERT_DIR } from './cache.js';
 
+/** @typedef {import('./partial.js').MemoryPartial | import('./partial.js').PartialFile} ScratchFile */
+
 const LOCK_PREFIX = 'mobilellm-convert:';
 const OUTPUT = 'model.gguf';
 
 /** The download's files, on OPFS (sync access handles) or in memory. */
 export class Scratch {
+  /** @type {'memory' | 'opfs'} */
   kind = 'memory';
+  /** @type {Map<string, ScratchFile>} */
   #files = new Map(); // name -> PartialFile | MemoryPartial
+  /** @type {FileSystemDirectoryHandle | null} */
   #dir = null;        // FileSystemDirectoryHandle of this checkpoint (OPFS)
+  /** @type {string | null} */
   #name = null;
+  /** @type {(() => void) | null} */
   #release = null;    // ends the Web Lock
 
-  /** The scratch folder of the checkpoint at `base` (hf.js source.base), locked for this worker. */
+  /**
+   * The scratch folder of the checkpoint at `base` (hf.js source.base), locked for this worker.
+   * @param {string} base
+   */
   static async open(base) {
     const s = new Scratch();
     if (!hasOpfs()) return s;
@@ -43,7 +53,12 @@ export class Scratch {
     return s;
   }
 
-  /** The download target for `name` (hf.js), holding what an earlier attempt stored of `url`. */
+  /**
+   * The download target for `name` (hf.js), holding what an earlier attempt stored of `url`.
+   * @param {string} name
+   * @param {string} url
+   * @returns {Promise<ScratchFile>}
+   */
   async partial(name, url) {
     const have = this.#files.get(name);
     if (have) return have;
@@ -52,33 +67,47 @@ export class Scratch {
     return f;
   }
 
-  /** Drops a file that does not exist on the server. */
+  /**
+   * Drops a file that does not exist on the server.
+   * @param {string} name
+   */
   async forget(name) {
     await this.#files.get(name)?.remove();
     this.#files.delete(name);
   }
 
-  /** The converter's read callback: fills `dest` from `name` at `offset`; returns the byte count. */
+  /**
+   * The converter's read callback: fills `dest` from `name` at `offset`; returns the byte count.
+   * @param {string} name
+   * @param {number} offset
+   * @param {Uint8Array} dest
+   */
   read(name, offset, dest) {
     const f = this.#files.get(name);
     if (!f) throw new Error(`${name} was not downloaded`);
     return f.read(offset, dest);
   }
 
-  /** The GGUF output: sync write(chunk) (a view into wasm memory: copy it now), close(), blob(). */
+  /**
+   * The GGUF output: sync write(chunk) (a view into wasm memory: copy it now), close(), blob().
+   * @returns {Promise<{write(chunk: Uint8Array): void, close(): void, blob(): Promise<Blob>}>}
+   */
   async createOutput() {
     if (this.#dir) {
       const fileHandle = await this.#dir.getFileHandle(OUTPUT, { create: true });
+      /** @type {FileSystemSyncAccessHandle | null} */
       let handle = await fileHandle.createSyncAccessHandle();
       handle.truncate(0);
       let at = 0;
       return {
-        write: (chunk) => { at += handle.write(chunk, { at }); },
+        // (writing after close() is a bug: let it throw)
+        write: (chunk) => { at += /** @type {FileSystemSyncAccessHandle} */ (handle).write(chunk, { at }); },
         close: () => { if (handle) { handle.flush(); handle.close(); handle = null; } },
         // Disk-backed: reading it (into the cache) does not load it into memory.
         blob: () => fileHandle.getFile(),
       };
     }
+    /** @type {Uint8Array<ArrayBuffer>[]} */
     const chunks = [];
     return {
       write: (chunk) => { chunks.push(chunk.slice()); },
@@ -104,7 +133,7 @@ export class Scratch {
   /** Deletes everything and releases the lock. */
   async remove() {
     await this.dropInputs().catch(() => {});
-    if (this.#dir) await removeFolder(CONVERT_DIR, this.#name);
+    if (this.#dir) await removeFolder(CONVERT_DIR, /** @type {string} */ (this.#name)); // set with #dir
     this.#dir = null;
     this.#release?.();
     this.#release = null;

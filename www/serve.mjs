@@ -14,6 +14,7 @@ import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/** @type {Record<string, string>} */
 const MIME = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
@@ -55,6 +56,7 @@ export const CSP_REPORT_PATH = '/__csp-report';
  * origin, WebAssembly compilation allowed ('wasm-unsafe-eval': the engine is wasm; no JS eval),
  * no inline script or style, no plugins, and network access (`connect-src`) for model downloads
  * only: the own origin, any https: URL (the user may type any model host), and `connectSrc`.
+ * @param {{connectSrc?: string[], report?: boolean}} [options]
  */
 export function contentSecurityPolicy({ connectSrc = [], report = true } = {}) {
   const d = [
@@ -75,11 +77,20 @@ export function contentSecurityPolicy({ connectSrc = [], report = true } = {}) {
 // `isolate: false` serves without COOP/COEP (the CPU backend then runs on one thread); `csp: false`
 // without the Content-Security-Policy (a page that needs inline script); `connectSrc`: extra
 // origins for connect-src (default LOCAL_CONNECT, read at each request).
-export function startServer({ root, port = 8080, host = '127.0.0.1', quiet = true, mounts = {}, isolate = true, csp = true, connectSrc = LOCAL_CONNECT } = {}) {
+/**
+ * @param {{root: string, port?: number, host?: string, quiet?: boolean, mounts?: Record<string, string>,
+ *   isolate?: boolean, csp?: boolean, connectSrc?: Iterable<string>}} options
+ * @returns {Promise<{port: number, url: string, requests: {method?: string, path: string, status: number, time: number,
+ *   range: string | null}[], cspReports: unknown[], close: () => Promise<void>}>}
+ */
+export function startServer({ root, port = 8080, host = '127.0.0.1', quiet = true, mounts = {}, isolate = true, csp = true, connectSrc = LOCAL_CONNECT }) {
   const roots = Object.entries(mounts).map(([prefix, dir]) => [prefix, path.resolve(dir)]);
   roots.push(['/', path.resolve(root)]);
+  /** @type {{method?: string, path: string, status: number, time: number, range: string | null}[]} */
   const requests = [];
+  /** @type {unknown[]} */
   const cspReports = [];
+  /** @type {string | null} */
   let self = null; // this server's origin ('self' already covers it)
   const server = createServer(async (req, res) => {
     const entry = { method: req.method, path: '', status: 0, time: Date.now(), range: req.headers.range ?? null };
@@ -91,9 +102,9 @@ export function startServer({ root, port = 8080, host = '127.0.0.1', quiet = tru
     if (isolate) for (const [k, v] of Object.entries(ISOLATION_HEADERS)) res.setHeader(k, v);
     // On every response: a worker runs under the policy its own script was served with.
     if (csp) res.setHeader('Content-Security-Policy', contentSecurityPolicy({ connectSrc: [...connectSrc].filter((o) => o !== self) }));
-    const done = (status) => { entry.status = status; if (!quiet) console.log(`${req.method} ${entry.path} ${status}`); };
+    const done = (/** @type {number} */ status) => { entry.status = status; if (!quiet) console.log(`${req.method} ${entry.path} ${status}`); };
     try {
-      const url = new URL(req.url, 'http://localhost');
+      const url = new URL(/** @type {string} */ (req.url), 'http://localhost'); // (always set on a server's requests)
       entry.path = decodeURIComponent(url.pathname);
       if (req.method === 'OPTIONS') { res.writeHead(204); res.end(); return done(204); }
       if (req.method === 'POST' && entry.path === CSP_REPORT_PATH) {
@@ -103,7 +114,7 @@ export function startServer({ root, port = 8080, host = '127.0.0.1', quiet = tru
         res.writeHead(204); res.end(); return done(204);
       }
       if (req.method !== 'GET' && req.method !== 'HEAD') { res.writeHead(405); res.end(); return done(405); }
-      const [prefix, base] = roots.find(([p]) => entry.path.startsWith(p));
+      const [prefix, base] = /** @type {string[]} */ (roots.find(([p]) => entry.path.startsWith(p))); // ('/' matches every path)
       let file = path.join(base, path.normalize('/' + entry.path.slice(prefix.length)));
       if (file !== base && !file.startsWith(base + path.sep)) { res.writeHead(403); res.end(); return done(403); }
       let st = await fs.stat(file).catch(() => null);
@@ -116,6 +127,7 @@ export function startServer({ root, port = 8080, host = '127.0.0.1', quiet = tru
         res.end('not found\n');
         return done(404);
       }
+      /** @type {Record<string, string>} */
       const headers = {
         'Content-Type': MIME[path.extname(file).toLowerCase()] || 'application/octet-stream',
         // The app's own files change with every build; the model has its own cache (Cache API).
@@ -150,7 +162,7 @@ export function startServer({ root, port = 8080, host = '127.0.0.1', quiet = tru
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
-      const actual = server.address().port;
+      const actual = /** @type {import('node:net').AddressInfo} */ (server.address()).port;
       self = `http://${host}:${actual}`;
       resolve({
         port: actual,
@@ -158,13 +170,18 @@ export function startServer({ root, port = 8080, host = '127.0.0.1', quiet = tru
         requests,
         /** CSP violation reports the browser sent (report-uri). */
         cspReports,
-        close: () => new Promise((r) => { server.closeAllConnections?.(); server.close(() => r()); }),
+        close: () => /** @type {Promise<void>} */ (new Promise((r) => { server.closeAllConnections?.(); server.close(() => r()); })),
       });
     });
   });
 }
 
-/** [start, end] of a single `bytes=a-b` / `bytes=a-` / `bytes=-n` range, null (whole file), or 'unsatisfiable'. */
+/**
+ * [start, end] of a single `bytes=a-b` / `bytes=a-` / `bytes=-n` range, null (whole file), or 'unsatisfiable'.
+ * @param {string | undefined} header
+ * @param {number} size
+ * @returns {[number, number] | null | 'unsatisfiable'}
+ */
 function byteRange(header, size) {
   const m = /^bytes=(\d*)-(\d*)$/.exec(header || '');
   if (!m || (!m[1] && !m[2])) return null;
@@ -174,7 +191,10 @@ function byteRange(header, size) {
   return start >= size || start > end ? 'unsatisfiable' : [start, end];
 }
 
-/** The body of a CSP report (application/csp-report JSON), at most 64 KB. */
+/**
+ * The body of a CSP report (application/csp-report JSON), at most 64 KB.
+ * @param {import('node:http').IncomingMessage} req
+ */
 async function readReport(req) {
   let body = '';
   for await (const chunk of req) { body += chunk; if (body.length > 65536) break; }
@@ -183,6 +203,7 @@ async function readReport(req) {
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
   const args = process.argv.slice(2);
+  /** @type {<T>(name: string, def: T) => string | T} */
   const opt = (name, def) => { const i = args.indexOf(`--${name}`); return i >= 0 ? args[i + 1] : def; };
   const srv = await startServer({
     root: opt('root', path.dirname(fileURLToPath(import.meta.url))),

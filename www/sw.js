@@ -18,23 +18,36 @@
 
 importScripts('precache-manifest.js');
 
-const { version: VERSION, files: FILES } = self.PRECACHE;
+/**
+ * This service worker's global scope (TypeScript's WebWorker lib types `self` as any worker's),
+ * with what precache-manifest.js sets on it.
+ */
+const sw = /** @type {ServiceWorkerGlobalScope & {PRECACHE: {version: string, files: Record<string, string>}}} */ (/** @type {unknown} */ (self));
+
+const { version: VERSION, files: FILES } = sw.PRECACHE;
 const PREFIX = 'mobilellm-shell-';
 const CACHE = PREFIX + VERSION;
 const HASH_HEADER = 'x-precache-sha256';
-const SCOPE = self.registration.scope;
+const SCOPE = sw.registration.scope;
 
+/** @param {string | URL} url */
 const keyOf = (url) => { const u = new URL(url); return u.origin + u.pathname; };
 // Absolute URL (without query) -> path in the manifest.
 const PATHS = new Map(Object.keys(FILES).map((p) => [keyOf(new URL(p, SCOPE)), p]));
 const INDEX = keyOf(new URL('index.html', SCOPE));
 
+/** @param {ArrayBuffer} buf */
 async function sha256(buf) {
   const d = new Uint8Array(await crypto.subtle.digest('SHA-256', buf));
   return Array.from(d, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-/** The copy of `path` from an older version's cache when its content is the same, else null. */
+/**
+ * The copy of `path` from an older version's cache when its content is the same, else null.
+ * @param {string} path
+ * @param {string} hash
+ * @param {string[]} oldNames
+ */
 async function reusable(path, hash, oldNames) {
   const url = new URL(path, SCOPE).href;
   for (const name of oldNames) {
@@ -44,6 +57,10 @@ async function reusable(path, hash, oldNames) {
   return null;
 }
 
+/**
+ * @param {string} path
+ * @param {string} hash
+ */
 async function download(path, hash) {
   const url = new URL(path, SCOPE).href;
   // cache: 'reload' skips the HTTP cache: it may hold a file of the previous build.
@@ -60,7 +77,7 @@ async function download(path, hash) {
   return new Response(buf, { status: 200, statusText: 'OK', headers });
 }
 
-self.addEventListener('install', (event) => {
+sw.addEventListener('install', (event) => {
   event.waitUntil((async () => {
     const oldNames = (await caches.keys()).filter((n) => n.startsWith(PREFIX) && n !== CACHE);
     const cache = await caches.open(CACHE);
@@ -79,7 +96,7 @@ self.addEventListener('install', (event) => {
   })());
 });
 
-self.addEventListener('activate', (event) => {
+sw.addEventListener('activate', (event) => {
   event.waitUntil((async () => {
     // Only our own shell caches of other versions: the model cache is never touched.
     for (const name of await caches.keys()) {
@@ -87,17 +104,18 @@ self.addEventListener('activate', (event) => {
     }
     // Take the open pages: on a first install they were loaded from the network with these same
     // files; after an update the page asked for it and reloads on `controllerchange`.
-    await self.clients.claim();
+    await sw.clients.claim();
   })());
 });
 
-self.addEventListener('message', (event) => {
+sw.addEventListener('message', (event) => {
+  /** @type {import('./protocol.js').SwRequest | {type?: undefined}} */
   const msg = event.data || {};
-  if (msg.type === 'skip-waiting') self.skipWaiting();
-  else if (msg.type === 'version') event.ports[0]?.postMessage({ version: VERSION, cache: CACHE, files: Object.keys(FILES).length });
+  if (msg.type === 'skip-waiting') sw.skipWaiting();
+  else if (msg.type === 'version') event.ports[0]?.postMessage(/** @satisfies {import('./protocol.js').SwVersion} */ ({ version: VERSION, cache: CACHE, files: Object.keys(FILES).length }));
 });
 
-self.addEventListener('fetch', (event) => {
+sw.addEventListener('fetch', (event) => {
   const req = event.request;
   if (req.method !== 'GET') return;
   const key = keyOf(req.url);

@@ -12,23 +12,46 @@ import { openConverted } from './convert.js';
 import { Msg, MobileLLMError, serializeError, initWasm } from './protocol.js';
 import { VARIANTS, importVariant, chooseVariant, probeBackend, wasmUrlFor, canShareMemory } from './engine-variants.js';
 
-let glue = null;         // the chosen build's wasm-bindgen module, once initialised
-let variant = null;      // its name (one build per worker: a load never switches it)
+// The messages (protocol.js) and the engine's wasm-bindgen types (pkg/mobilellm_web.d.ts).
+/** @typedef {import('./protocol.js').ToWorker} ToWorker */
+/** @typedef {import('./protocol.js').Reply} Reply */
+/** @typedef {import('./protocol.js').LoadRequest} LoadRequest */
+/** @typedef {import('./protocol.js').GenerateRequest} GenerateRequest */
+/** @typedef {import('./protocol.js').ChatMessage} ChatMessage */
+/** @typedef {import('./protocol.js').Progress} Progress */
+/** @typedef {import('./protocol.js').ResultReply['value']} Result */
+/** @typedef {import('./protocol.js').TypedWorker<import('./protocol.js').PoolStart, import('./protocol.js').PoolReply>} PoolWorker */
+/** @typedef {import('./pkg/mobilellm_web.js').Model} Model */
+/** @typedef {import('./pkg/mobilellm_web.js').WasmSession} WasmSession */
+
+// glue and variant are set by prepareEngine(), which runs before every use of them.
+let glue = /** @type {import('./engine-variants.js').Glue} */ (/** @type {unknown} */ (null)); // the chosen build's wasm-bindgen module, once initialised
+let variant = /** @type {string} */ (/** @type {unknown} */ (null)); // its name (one build per worker: a load never switches it)
+/** @type {Worker[]} */
 let poolWorkers = [];    // pool-worker.js threads of the CPU backend
+/** @type {Model | null} */
 let model = null;        // wasm Model
+/** @type {WasmSession | null} */
 let session = null;      // wasm WasmSession (one per loaded model: its KV cache is the conversation)
+/** @type {MobileLLMError | null} */
 let dead = null;         // set after a panic: the wasm instance cannot be trusted any more
+/** @type {Map<number, AbortController>} */
 const loads = new Map(); // load request id -> AbortController
 // Generations the page has stopped (it has already answered them): all ids up to `upTo`, plus
 // single ones. Queued generations among them are skipped; the running one is told to stop.
 let interruptedUpTo = 0;
+/** @type {Set<number>} */
 const interrupted = new Set();
+/** @type {number | null} */
 let generatingId = null;
+/** @param {number} id */
 const isInterrupted = (id) => id <= interruptedUpTo || interrupted.has(id);
 let queue = Promise.resolve(); // requests that touch the engine run one at a time
 
+/** @param {Reply} msg */
 const post = (msg) => self.postMessage(msg);
 
+/** @param {MessageEvent<ToWorker>} ev */
 self.onmessage = (ev) => {
   const msg = ev.data;
   switch (msg.type) {
@@ -59,13 +82,18 @@ self.onmessage = (ev) => {
     });
     case Msg.PROFILE: return run(msg.id, async () => {
       const ids = promptIds(msg.messages).ids;
+      if (!session) throw new MobileLLMError('Unloaded', 'no model is loaded'); // (set with the model)
       return JSON.parse(await session.profile_decode(Uint32Array.from(ids), msg.steps || 1));
     });
     default:
-      post({ id: msg.id, type: Msg.ERROR, error: { name: 'InvalidArgument', message: `unknown message type ${msg.type}` } });
+      post({ id: /** @type {any} */ (msg).id, type: Msg.ERROR, error: { name: 'InvalidArgument', message: `unknown message type ${/** @type {any} */ (msg).type}` } });
   }
 };
 
+/**
+ * @param {number} id
+ * @param {() => Result | Promise<Result>} fn
+ */
 function run(id, fn) {
   const p = queue.then(async () => {
     if (dead) throw dead;
@@ -80,7 +108,10 @@ function run(id, fn) {
   return p;
 }
 
-/** A wasm trap after a Rust panic becomes a readable InternalError, and poisons the worker. */
+/**
+ * A wasm trap after a Rust panic becomes a readable InternalError, and poisons the worker.
+ * @param {any} e
+ */
 function asEngineError(e) {
   if (e instanceof WebAssembly.RuntimeError) {
     let detail = null;
@@ -100,7 +131,10 @@ function need() {
  * memory-bound; more threads mostly add synchronisation). */
 const defaultThreads = () => Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1));
 
-/** Decides the backend and build, and instantiates the build (once per worker). */
+/**
+ * Decides the backend and build, and instantiates the build (once per worker).
+ * @param {LoadRequest} msg
+ */
 async function prepareEngine(msg) {
   let backend = msg.backend || 'auto';
   let reason = `asked for ${backend}`;
@@ -131,7 +165,9 @@ async function prepareEngine(msg) {
 }
 
 /** A thread pool of `threads` (this worker is thread 0) on the shared-memory build, or one
- * thread. A pool worker that fails to start means one thread, never a pool waiting for it. */
+ * thread. A pool worker that fails to start means one thread, never a pool waiting for it.
+ * @param {number} threads
+ */
 async function startPool(threads) {
   const pool = new glue.ThreadPool(threads);
   if (pool.threads() <= 1) return { pool, note: threads > 1 ? threadNote() : null };
@@ -139,14 +175,15 @@ async function startPool(threads) {
   const started = [];
   try {
     for (let i = 1; i < pool.threads(); i++) {
+      /** @type {PoolWorker} */
       const w = new Worker(new URL('./pool-worker.js', import.meta.url), { type: 'module', name: `mobilellm-pool-${i}` });
       started.push(w);
-      await new Promise((resolve, reject) => {
+      await /** @type {Promise<void>} */ (new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error('did not start within 30 s')), 30_000);
         w.onmessage = ({ data }) => { clearTimeout(timer); data.ready ? resolve() : reject(new Error(data.error)); };
         w.onerror = (e) => { clearTimeout(timer); e.preventDefault?.(); reject(new Error(e.message || 'script error')); };
         w.postMessage({ variant, module, memory, shared: pool.shared(), index: i });
-      });
+      }));
     }
   } catch (e) {
     started.forEach((w) => w.terminate());
@@ -162,9 +199,15 @@ const threadNote = () => (canShareMemory()
   ? 'this build has no shared memory: one thread'
   : 'the page is not cross-origin isolated (serve it with Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp): one thread');
 
+/**
+ * @param {LoadRequest} msg
+ * @param {AbortSignal} signal
+ * @returns {Promise<import('./protocol.js').LoadResult>}
+ */
 async function load(msg, signal) {
   const engine = await prepareEngine(msg);
   unload();
+  /** @param {Progress} p */
   const progress = (p) => post({ id: msg.id, type: Msg.PROGRESS, progress: p });
   const t0 = performance.now();
   // A Hugging Face checkpoint (hf.js) is converted here once, then cached under msg.url (its key).
@@ -204,7 +247,7 @@ async function load(msg, signal) {
   let threadsNote = null;
   try {
     if (engine.backend === 'webgpu') {
-      model = await loader.finish_webgpu(!!msg.forceF32);
+      model = /** @type {Model} */ (await loader.finish_webgpu(!!msg.forceF32));
     } else {
       const { pool, note } = await startPool(engine.threads);
       threadsNote = note;
@@ -242,15 +285,24 @@ function unload() {
   return null;
 }
 
-/** `raw` (completion mode): no chat template, the contents are the text the model continues. */
+/**
+ * `raw` (completion mode): no chat template, the contents are the text the model continues.
+ * @param {ChatMessage[]} messages
+ * @param {boolean} [raw]
+ */
 function promptIds(messages, raw = false) {
   const m = need();
   const text = raw ? messages.map((x) => x.content).join('') : m.render_chat(JSON.stringify(messages), true);
   return { text, ids: Array.from(m.encode_prompt(text)) };
 }
 
+/**
+ * @param {GenerateRequest} msg
+ * @returns {Promise<import('./protocol.js').GenerateResult>}
+ */
 async function generate(msg) {
   const { ids } = promptIds(msg.messages, !!msg.options?.raw);
+  if (!session) throw new MobileLLMError('Unloaded', 'no model is loaded'); // (set with the model)
   if (isInterrupted(msg.id)) {
     interrupted.delete(msg.id);
     return { prompt_tokens: ids.length, prefill_tokens: 0, tokens: [], text: '', finish: 'abort', prefill_ms: 0, decode_ms: 0, ttft_ms: null, prompt_ids: ids, n_ctx: session.n_ctx() };
@@ -258,6 +310,7 @@ async function generate(msg) {
   // Lets the page answer an interrupt at once with a truthful usage (see mobilellm.js #generate).
   const prompt = Uint32Array.from(ids);
   post({ id: msg.id, type: Msg.STARTED, prompt_tokens: ids.length, cached_prefix: session.reusable_prefix(prompt) });
+  /** @type {(text: string, token: number) => void} */
   const onToken = (text, token) => post({ id: msg.id, type: Msg.TOKEN, text, token });
   generatingId = msg.id;
   try {

@@ -79,6 +79,9 @@ test('the tarball holds the runtime, the wasm, declarations, README and LICENSE,
     assert.ok(!files.includes(f), `${f} is the page's, not the package's`);
   }
   assert.ok(!files.some((f) => /^(models|icons|npm)\//.test(f)), `${files}`);
+  // The only declarations are the public ones: the wasm builds' (pkg*/mobilellm_web.d.ts) are for
+  // the type check of www/ (scripts/typecheck.sh), not the package's users.
+  assert.deepEqual(files.filter((f) => f.endsWith('.d.ts')), ['index.d.ts']);
   // Every relative import of a packaged module is packaged (a missing one breaks bundlers and browsers alike).
   for (const f of files.filter((x) => x.endsWith('.js'))) {
     const src = readFileSync(path.join(pkgDir, f), 'utf8');

@@ -17,12 +17,17 @@ const WWW = path.resolve(HERE, '..');
 const ROOT = path.resolve(WWW, '..');
 const ENTRY = 'mobilellm.js';
 
-/** Relative references of a JS module: static/dynamic imports, re-exports, new URL(…, import.meta.url). */
+/**
+ * Relative references of a JS module: static/dynamic imports, re-exports, new URL(…, import.meta.url).
+ * @param {string} source
+ * @returns {string[]}
+ */
 export function references(source) {
   // Comment lines only (a whole-source comment stripper would trip over '//' inside URLs); the
   // header comments show usage such as `import { MobileLLM } from './mobilellm.js'`.
   const code = source.split('\n').filter((l) => !/^\s*(\/\/|\/\*|\*)/.test(l)).join('\n');
   const refs = [];
+  /** @type {[RegExp, string][]} */
   const patterns = [
     [/\bimport\s+(?:[\w$*{}\s,]+?\s+from\s+)?['"]([^'"]+)['"]/g, 'import'],
     [/\bexport\s+(?:\*(?:\s+as\s+[\w$]+)?|\{[^}]*\})\s+from\s+['"]([^'"]+)['"]/g, 'import'],
@@ -47,7 +52,7 @@ export function moduleGraph(root = WWW, entry = ENTRY) {
   const seen = new Set();
   const todo = [entry];
   while (todo.length) {
-    const rel = todo.pop();
+    const rel = /** @type {string} */ (todo.pop()); // (the loop checked it is not empty)
     if (seen.has(rel)) continue;
     const file = path.join(root, rel);
     if (!existsSync(file)) throw new Error(`${rel} is referenced but does not exist (run ./build.sh first for pkg/)`);
@@ -62,6 +67,7 @@ export function moduleGraph(root = WWW, entry = ENTRY) {
   return [...seen].sort();
 }
 
+/** @param {string} out */
 function assemble(out) {
   const files = moduleGraph();
   for (const rel of files) {
@@ -72,7 +78,7 @@ function assemble(out) {
   copyFileSync(path.join(HERE, 'README.md'), path.join(out, 'README.md'));
   copyFileSync(path.join(ROOT, 'LICENSE'), path.join(out, 'LICENSE'));
   const pkg = JSON.parse(readFileSync(path.join(HERE, 'package.json'), 'utf8'));
-  pkg.version = /^version\s*=\s*"([^"]+)"/m.exec(readFileSync(path.join(ROOT, 'Cargo.toml'), 'utf8'))[1];
+  pkg.version = /** @type {RegExpExecArray} */ (/^version\s*=\s*"([^"]+)"/m.exec(readFileSync(path.join(ROOT, 'Cargo.toml'), 'utf8')))[1];
   writeFileSync(path.join(out, 'package.json'), `${JSON.stringify(pkg, null, 2)}\n`);
   return files;
 }
