@@ -18,8 +18,8 @@ override SCALE: f32;       // 1 / sqrt(HEAD_DIM)
 
 // The HPW heads of a workgroup live in the lanes of vec4s, so the per-head state needs no
 // dynamically indexed private arrays (which some compilers lower to slow code).
-const WG: u32 = 128u;      // positions per tile = invocations = max dim pairs
-const MAX_SPLIT: u32 = 32u;
+// WG (positions per tile = invocations = max dim pairs) and MAX_SPLIT come from
+// src/gpu/ops/attention.rs through the prelude.
 const NEG: f32 = -3.0e38;  // finite "minus infinity": exp(NEG - m) == 0 and NEG - NEG == 0
 
 @group(0) @binding(0) var<uniform> step: Step;
@@ -32,9 +32,9 @@ const NEG: f32 = -3.0e38;  // finite "minus infinity": exp(NEG - m) == 0 and NEG
 @group(0) @binding(6) var<storage, read_write> part_ml: array<vec2<f32>>;
 
 // q_sh[2i + c] = component c of pair i of the group's heads (head h in lane h), pre-scaled.
-var<workgroup> q_sh: array<vec4<f32>, 256>;   // 2 * WG
-var<workgroup> p_sh: array<vec4<f32>, 128>;   // WG: probabilities per position
-var<workgroup> red_sh: array<vec4<f32>, 128>; // WG: max reduction
+var<workgroup> q_sh: array<vec4<f32>, 2u * WG>;
+var<workgroup> p_sh: array<vec4<f32>, WG>;   // probabilities per position
+var<workgroup> red_sh: array<vec4<f32>, WG>;  // max reduction
 
 struct Split {
     n_split: u32,    // chunks covering 0..kv_len

@@ -1,4 +1,4 @@
-//! Embedding gather, matmul and fused SwiGLU kernels against the CPU reference (src/cpu/ops.rs) on
+//! LEGACY (until the engine records ops::matvec): matmul and fused SwiGLU kernels against the CPU reference (src/cpu/ops.rs) on
 //! random weights of every type, on both precision paths the adapter offers (gpus()).
 //!
 //! Tolerances are worst-case rounding bounds per output, from the arithmetic (u32 = 2^-24 and
@@ -16,7 +16,7 @@ mod common;
 use common::{gpus, Rng};
 use half::{bf16, f16};
 use mobilellm_web::cpu::ops;
-use mobilellm_web::gpu::ops::matmul::{embed, matmul, matmul_swiglu, Epilogue};
+use mobilellm_web::gpu::ops::matmul::{matmul, matmul_swiglu, Epilogue};
 use mobilellm_web::gpu::{Gpu, GpuWeight, StepParams, TokenCount};
 use mobilellm_web::quant::{dequantize, GgmlType};
 
@@ -204,34 +204,6 @@ fn swiglu_every_type() {
                     })
                     .collect();
                 check(&what, &got, &want, &tol);
-            }
-        }
-    }
-}
-
-#[test]
-fn embed_every_type_is_exact() {
-    let mut rng = Rng(0x5eed_0005);
-    for gpu in gpus() {
-        for ty in GgmlType::ALL {
-            let mut shapes = vec![(7, 32), (100, 576)];
-            if ty.block_len() == 1 {
-                shapes.extend([(3, 1), (11, 33)]);
-            }
-            for (rows, cols) in shapes {
-                let bytes = random_tensor(&mut rng, ty, rows, cols);
-                let table = dequant(ty, &bytes, rows * cols);
-                let w = GpuWeight::upload(&gpu, "table", ty, rows, cols, &bytes).unwrap();
-                let ids: Vec<u32> = [0, rows - 1, rows / 2, 0, rows / 3].map(|i| i as u32).to_vec();
-                let tb = gpu.storage_buffer_init("tokens", bytemuck::cast_slice(&ids));
-                let out = gpu.storage_buffer("out", (4 * ids.len() * cols) as u64);
-                let s = setup(&gpu);
-                let op = embed(&gpu, &s.step, &w, &tb, &out);
-                gpu.run_ops(&[&op], &StepParams::new(0, ids.len() as u32), &s.step);
-                let got = pollster::block_on(gpu.read_f32(&out, ids.len() * cols)).unwrap();
-                let want: Vec<f32> = ids.iter().flat_map(|&i| table[i as usize * cols..][..cols].to_vec()).collect();
-                // A gather converts, it does not compute: bit-exact on both paths.
-                assert_eq!(got, want, "embed {} {rows}x{cols} f16={}", ty.name(), gpu.f16);
             }
         }
     }

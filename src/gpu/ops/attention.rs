@@ -10,8 +10,13 @@ use crate::gpu::{Gpu, Kernel, Op, StepParams};
 
 /// Positions per tile (= invocations per workgroup) in the shader.
 const WG: u32 = 128;
-/// Most chunks a token's context is split into (decode); the shader's MAX_SPLIT.
+/// Most chunks a token's context is split into (decode).
 const MAX_SPLIT: u32 = 32;
+
+/// The constants shaders/attention.wgsl takes from here (emitted into its prelude).
+pub(crate) fn wgsl_constants() -> Vec<(&'static str, u32)> {
+    vec![("WG", WG), ("MAX_SPLIT", MAX_SPLIT)]
+}
 /// Most query heads one workgroup handles (they share the K/V reads of their KV head).
 const MAX_HPW: u32 = 4;
 const MAX_HEAD_DIM: u32 = 256;

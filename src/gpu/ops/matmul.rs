@@ -1,4 +1,5 @@
-//! Embedding gather and quantised matrix products (Kernel::Embed, Matmul).
+//! LEGACY (phase 1): the unfused products the current engine graph records; superseded by
+//! ops::matvec. Embedding gather moved to ops::embed.
 //!
 //! The weight type is an override constant selecting the dequantiser inside one shader per family
 //! (shaders/embed.wgsl, shaders/matmul.wgsl). The SwiGLU product is matmul.wgsl with GATED = true:
@@ -20,8 +21,6 @@ pub enum Epilogue {
 const WG: u32 = 64;
 const TT: u32 = 8;
 const SLOTS: u32 = 4;
-/// Mirrors shaders/embed.wgsl.
-const EMBED_WG: u32 = 64;
 
 /// The shaders' WTYPE code.
 fn wtype(ty: GgmlType) -> f64 {
@@ -64,13 +63,7 @@ fn threads_per_row(gpu: &Gpu, rows: u32, row_units: u32, rows_per_group: u32) ->
     (1u32 << (31 - n.leading_zeros())).clamp(4, WG)
 }
 
-/// out[t, :] = table[tokens[t], :] dequantised. tokens: u32 [T]; out: f32 [T, table.cols].
-pub fn embed(gpu: &Gpu, step: &wgpu::Buffer, table: &GpuWeight, tokens: &wgpu::Buffer, out: &wgpu::Buffer) -> Op {
-    let pipeline = gpu.pipeline(Kernel::Embed, "main", &shape_constants(table));
-    let bind_group = gpu.bind_group("embed", &pipeline, &[step, &table.data, &table.scales, tokens, out]);
-    let groups = (table.row_words / 4).div_ceil(EMBED_WG);
-    Op::new("embed", pipeline, bind_group, Box::new(move |s: &StepParams| [groups, s.n_tokens, 1]))
-}
+pub use super::embed::embed;
 
 /// Builds one matmul.wgsl op; `up` turns on the gated (SwiGLU) form.
 fn product(gpu: &Gpu, label: &'static str, step: &wgpu::Buffer, w: &GpuWeight, up: Option<&GpuWeight>, x: &wgpu::Buffer, y: &wgpu::Buffer, epilogue: Epilogue, tokens: TokenCount) -> Op {

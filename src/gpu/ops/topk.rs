@@ -11,8 +11,16 @@ use crate::gpu::{Gpu, Kernel, Op, StepParams, TokenCount};
 /// top-p / min-p choose among these many).
 pub const MAX_CANDIDATES: u32 = 256;
 
-/// Candidates one `select_topk` workgroup reads (the shader's WG * ELEMS).
-const SLICE: u32 = 4096;
+/// Invocations of a `select_topk` workgroup, and logits each of them reads.
+const WG: u32 = 256;
+const ELEMS: u32 = 16;
+/// Candidates one `select_topk` workgroup reads.
+const SLICE: u32 = WG * ELEMS;
+
+/// The constants shaders/topk.wgsl takes from here (emitted into its prelude).
+pub(crate) fn wgsl_constants() -> Vec<(&'static str, u32)> {
+    vec![("WG", WG), ("ELEMS", ELEMS), ("SLICE", SLICE)]
+}
 
 /// Words per row in the output buffer for `k` candidates: k pairs (id: u32, logit: f32 bits),
 /// sorted by logit descending (ties: smaller id first), then (logsumexp over the whole
