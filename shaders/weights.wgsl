@@ -27,6 +27,9 @@ override ROW_UNITS: u32;   // vec4<u32> units per row
 // shift by 4, the high nibble too. x is multiplied by the inverse to match.
 const RAW_SCALE_Q4 = vec4<f32>(1.0, 1.0 / 256.0, 1.0 / 65536.0, 1.0 / 16777216.0);
 const NIBBLE_MASKS = vec4<u32>(0xfu, 0xf00u, 0xf0000u, 0xf000000u);
+// Q8_0 bytes, masked in place the same way (the top byte shifted down by one byte).
+const RAW_SCALE_Q8 = vec4<f32>(1.0, 1.0 / 256.0, 1.0 / 65536.0, 1.0 / 65536.0);
+const BYTE_MASKS = vec4<u32>(0xffu, 0xff00u, 0xff0000u, 0xff0000u);
 
 fn is_q4() -> bool {
     return WTYPE == WT_Q4_0 || WTYPE == WT_Q4_1;
@@ -53,10 +56,11 @@ fn pieces() -> u32 {
 
 // What x is multiplied by before a raw dot product (slot a and slot b alike).
 fn raw_scale() -> vec4<f32> {
-    if (is_q4()) {
-        return RAW_SCALE_Q4;
+    switch WTYPE {
+        case WT_Q4_0, WT_Q4_1: { return RAW_SCALE_Q4; }
+        case WT_Q8_0: { return RAW_SCALE_Q8; }
+        default: { return vec4<f32>(1.0); }
     }
-    return vec4<f32>(1.0);
 }
 
 struct Piece {
@@ -77,9 +81,12 @@ fn piece_raw(w: vec4<u32>, p: u32) -> Piece {
         }
         case WT_BF16: { return Piece(vec4<f32>(bf16_pair(w[2u * p]), bf16_pair(w[2u * p + 1u])), vec4<f32>(0.0)); }
         case WT_Q8_0: {
-            // Each byte moved to the top, then an arithmetic shift: the signed quant, exactly.
-            let top = bitcast<vec4<i32>>(vec4<u32>(w[p]) << vec4<u32>(24u, 16u, 8u, 0u));
-            return Piece(vec4<f32>(top >> vec4<u32>(24u)), vec4<f32>(0.0));
+            // Flipping the sign bit turns each signed quant q into the unsigned q + 128 (the
+            // offset is the unit's: off = -128 d), which is masked in place like a nibble. The
+            // top byte is moved down one byte first, so every value fits an i32.
+            let b = w[p] ^ 0x80808080u;
+            let u = vec4<u32>(b, b, b, b >> 8u) & BYTE_MASKS;
+            return Piece(vec4<f32>(bitcast<vec4<i32>>(u)), vec4<f32>(0.0));
         }
         default: {
             // Byte j of word p holds element 4p + j (low nibble) and 4p + j + 16 (high nibble).
@@ -96,7 +103,8 @@ fn unit_dm(row: u32, u: u32) -> vec2<f32> {
     switch WTYPE {
         case WT_Q8_0: {
             let g = row * nb + u / 2u;
-            return vec2<f32>(unpack2x16float(ws[g / 2u])[g % 2u], 0.0);
+            let d = unpack2x16float(ws[g / 2u])[g % 2u];
+            return vec2<f32>(d, -128.0 * d);
         }
         case WT_Q4_0: {
             let g = row * nb + u;
@@ -116,7 +124,7 @@ fn piece_elements(raw: Piece, dm: vec2<f32>) -> Piece {
 
 // sum_i element_i x_i over a unit from sum_i raw_i (x_i * raw_scale()) and sum_i x_i.
 fn unit_dot(raw_dot: f32, dm: vec2<f32>, x_sum: f32) -> f32 {
-    if (is_q4()) {
+    if (WTYPE == WT_Q4_0 || WTYPE == WT_Q4_1 || WTYPE == WT_Q8_0) {
         return fma(dm.x, raw_dot, dm.y * x_sum);
     }
     return dm.x * raw_dot;

@@ -45,14 +45,18 @@ uniform_struct! {
         pub inv_temperature: f32,
         /// Repetition penalty (1.0 = off).
         pub repeat_penalty: f32,
-        pub _pad0: u32,
-        pub _pad1: u32,
+        /// Chunks the GPU form of attention splits each token's positions into, and positions
+        /// per chunk (ops::attention::split_for).
+        pub attn_chunks: u32,
+        pub attn_chunk_len: u32,
     }
 }
 
 impl StepParams {
     pub fn new(pos0: u32, n_tokens: u32) -> Self {
-        StepParams { n_tokens, pos0, kv_len: pos0 + n_tokens, inv_temperature: 1.0, repeat_penalty: 1.0, ..Default::default() }
+        let kv_len = pos0 + n_tokens;
+        let (attn_chunks, attn_chunk_len) = super::ops::attention::split_for(kv_len, n_tokens);
+        StepParams { n_tokens, pos0, kv_len, n_history: 0, inv_temperature: 1.0, repeat_penalty: 1.0, attn_chunks, attn_chunk_len }
     }
 }
 

@@ -3,7 +3,8 @@
 //! Bounds (u32 = 2^-24, u16 = 2^-11 unit roundoffs). The decode path computes each unit of a row
 //! as d * sum(raw * x) + off * sum(x) in f32 (shaders/weights.wgsl), so its error is bounded by
 //! gamma_(cols+2) * S, where S = sum_c |x_c| * (|d q_c| + |off|) >= sum_c |x_c w_c| (for float
-//! types |w_c| itself): [`magnitudes`] gives |d q_c| + |off| per element. The f16 tile path also
+//! types |w_c| itself; Q8_0 is decoded as q + 128 with off = -128 d): [`magnitudes`] gives
+//! |d q_c| + |off| per element. The f16 tile path also
 //! rounds x and w to f16 (2 u16), each product (1 u16) and each 4-term dot (3 u16) before its f32
 //! accumulation, plus f16 underflow (<= 2^-25 per operation, 5 per element).
 #![allow(dead_code)]
@@ -57,9 +58,10 @@ pub fn magnitudes(ty: GgmlType, bytes: &[u8], n: usize) -> Vec<f32> {
     match ty {
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => return dequant(ty, bytes, n).iter().map(|v| v.abs()).collect(),
         GgmlType::Q8_0 => {
+            // Decoded as the unsigned q + 128 with offset -128 d.
             for b in bytes.chunks_exact(34) {
                 let d = f16_at(b, 0);
-                out.extend(b[2..].iter().map(|&q| (q as i8 as f32 * d).abs()));
+                out.extend(b[2..].iter().map(|&q| ((q as i8 as f32 + 128.0) * d).abs() + (128.0 * d).abs()));
             }
         }
         GgmlType::Q4_0 | GgmlType::Q4_1 => {
