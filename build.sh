@@ -13,31 +13,63 @@ cd "$(dirname "$0")"
 
 WASM_BINDGEN_VERSION=0.2.130
 TARGET=wasm32-unknown-unknown
-PKG=www/pkg
+
+# The engine ships as four wasm builds, chosen at run time by www/engine-variants.js:
+#   pkg/                one thread, SIMD128: WebGPU, and the CPU backend without cross-origin isolation
+#   pkg-relaxed/        one thread, + relaxed-SIMD dot products (Chrome/Edge 114+, Firefox 146+)
+#   pkg-mt/             shared memory + threads (pages sent with COOP/COEP), SIMD128
+#   pkg-mt-relaxed/     both
+# A browser without relaxed SIMD rejects a module that uses it, and a module with shared memory
+# needs cross-origin isolation, hence separate builds. The relaxed builds differ from their plain
+# twins only in this crate (a cargo feature), so they reuse the compiled dependencies.
+# VARIANTS="pkg pkg-mt" limits the build (tests of one variant).
+ALL_VARIANTS="pkg pkg-relaxed pkg-mt pkg-mt-relaxed"
+ST_RUSTFLAGS="-C target-feature=+simd128"
+# Threads: shared, imported memory (the pool's Web Workers instantiate the module on it), a 4 GiB
+# maximum (wasm32's whole address space), and the TLS exports wasm-bindgen's thread start needs.
+MT_RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 \
+-C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=4294967296 \
+-C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size \
+-C link-arg=--export=__tls_align -C link-arg=--export=__tls_base"
+
+build_variant() {
+  local name=$1 features="" target_dir=target/wasm-st
+  case "$name" in *relaxed) features="--features relaxed-simd" ;; esac
+  local out="www/$name"
+  case "$name" in
+    pkg-mt*)
+      target_dir=target/wasm-mt
+      # std must be rebuilt with atomics; RUSTC_BOOTSTRAP lets stable cargo do it (rust-src component).
+      RUSTC_BOOTSTRAP=1 RUSTFLAGS="$MT_RUSTFLAGS" cargo build --lib --release --target "$TARGET" \
+        --target-dir "$target_dir" -Z build-std=panic_abort,std $features ;;
+    *)
+      RUSTFLAGS="$ST_RUSTFLAGS" cargo build --lib --release --target "$TARGET" --target-dir "$target_dir" $features ;;
+  esac
+  rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+  wasm-bindgen --target web --no-typescript --out-dir "$out.tmp" "$target_dir/$TARGET/release/mobilellm_web.wasm"
+  local wasm="$out.tmp/mobilellm_web_bg.wasm"
+  if [ "${NO_WASM_OPT:-0}" != 1 ]; then
+    # binaryen from npm (v132): Debian's v108 emits a module that fails at init.
+    # -O3 rather than -Oz: the decode loop's CPU side is on the hot path.
+    node_modules/.bin/wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int \
+      --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+      --enable-simd --enable-relaxed-simd --enable-threads \
+      "$wasm" -o "$wasm.opt"
+    mv "$wasm.opt" "$wasm"
+  fi
+  rm -rf "$out" && mv "$out.tmp" "$out"
+  local raw gz
+  raw=$(stat -c %s "$out/mobilellm_web_bg.wasm")
+  gz=$(gzip -9 -c "$out/mobilellm_web_bg.wasm" | wc -c)
+  echo "build.sh: $out/mobilellm_web_bg.wasm: $raw bytes ($gz gzipped)" >&2
+}
 
 build() {
   command -v wasm-bindgen >/dev/null && wasm-bindgen --version | grep -q "$WASM_BINDGEN_VERSION" || {
     echo "build.sh: wasm-bindgen-cli $WASM_BINDGEN_VERSION is required (scripts/setup.sh installs it)" >&2; exit 1; }
   [ -x node_modules/.bin/wasm-opt ] || npm install --no-audit --no-fund >&2
-
   # wgpu 30 carries its own WebGPU bindings: no web_sys_unstable_apis cfg needed.
-  cargo build --lib --release --target "$TARGET"
-  rm -rf "$PKG.tmp" && mkdir -p "$PKG.tmp"
-  wasm-bindgen --target web --no-typescript --out-dir "$PKG.tmp" "target/$TARGET/release/mobilellm_web.wasm"
-  local wasm="$PKG.tmp/mobilellm_web_bg.wasm"
-  if [ "${NO_WASM_OPT:-0}" != 1 ]; then
-    # binaryen from npm (v132): Debian's v108 emits a module that fails at init.
-    # -O3 rather than -Oz: the decode loop's CPU side (sampling, tokenizer) is on the hot path.
-    node_modules/.bin/wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int \
-      --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-      "$wasm" -o "$wasm.opt"
-    mv "$wasm.opt" "$wasm"
-  fi
-  rm -rf "$PKG" && mv "$PKG.tmp" "$PKG"
-  local raw gz
-  raw=$(stat -c %s "$PKG/mobilellm_web_bg.wasm")
-  gz=$(gzip -9 -c "$PKG/mobilellm_web_bg.wasm" | wc -c)
-  echo "build.sh: $PKG/mobilellm_web_bg.wasm: $raw bytes ($gz gzipped)" >&2
+  for v in ${VARIANTS:-$ALL_VARIANTS}; do build_variant "$v"; done
   # The service worker's file list with content hashes (www/precache-manifest.js): a new build is
   # a new version, so installed copies of the page replace their cached files.
   node scripts/precache.mjs www
@@ -58,7 +90,7 @@ fetch_model() {
 # The npm package `mobilellm-web`: the modules reachable from www/mobilellm.js (not the chat page),
 # the wasm, and www/npm/ (package.json template, index.d.ts, README), packed with `npm pack`.
 pack_npm() {
-  [ "${SKIP_BUILD:-0}" = 1 ] && [ -f "$PKG/mobilellm_web_bg.wasm" ] || build >&2
+  [ "${SKIP_BUILD:-0}" = 1 ] && [ -f www/pkg/mobilellm_web_bg.wasm ] || build >&2
   local out=target/npm/mobilellm-web
   rm -rf "$out" target/npm/mobilellm-web-*.tgz
   node www/npm/assemble.mjs "$out" >&2

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the browser runtime and the native reference CLI, then runs the Playwright tests in
-# headless Chromium (SwiftShader WebGPU). Screenshots land in tests/out/.
-#   scripts/test_browser.sh [api|chat|pwa|npm|convert]...   (default: all)
+# headless Chromium (WebGPU on SwiftShader, and the CPU backend). Screenshots land in tests/out/.
+#   scripts/test_browser.sh [suite[:engine]]...   (default: all below)
+# suite: api chat backends pwa npm convert; engine (lib.mjs ENGINE): webgpu (default) or cpu-N.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
@@ -13,13 +14,17 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 [ "${SKIP_BUILD:-0}" = 1 ] && [ -x target/ci/mobilellm ] || cargo build --profile ci --bin mobilellm
 
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(api chat pwa npm convert)
+# api and chat run on WebGPU and on the CPU backend with 1 and 2 threads; the other suites choose
+# their engines inside (backends: every build; npm: both backends; convert: WebGPU); pwa runs twice.
+[ ${#suites[@]} -gt 0 ] || suites=(backends api:cpu-2 chat:cpu-2 api:cpu-1 chat:cpu-1 pwa:cpu-2 api:webgpu chat:webgpu pwa:webgpu npm convert)
 # convert.test.mjs writes its random checkpoints with numpy.
 bash scripts/fetch_numpy.sh
 status=0
-for s in "${suites[@]}"; do
-  echo "== tests/browser/$s.test.mjs"
+for spec in "${suites[@]}"; do
+  s=${spec%%:*}
+  engine=webgpu; [ "$spec" != "$s" ] && engine=${spec#*:}
+  echo "== tests/browser/$s.test.mjs ($engine)"
   # One Chromium at a time: the machine has two cores and SwiftShader uses both.
-  node --test-reporter=spec "tests/browser/$s.test.mjs" || status=1
+  MOBILELLM_TEST_ENGINE=$engine node --test-reporter=spec "tests/browser/$s.test.mjs" || status=1
 done
 exit $status

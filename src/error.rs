@@ -29,6 +29,10 @@ pub enum Error {
     /// Generation stopped by interrupt() or an AbortSignal.
     #[error("aborted")]
     Aborted,
+    /// The model (or its KV cache) does not fit in the memory this build can address (wasm32:
+    /// 4 GiB), found before the allocation.
+    #[error("model too large: {0}")]
+    ModelTooLarge(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error("conversion: {0}")]
@@ -49,6 +53,7 @@ impl Error {
             Error::Gpu(_) => "GPUError",
             Error::ContextFull { .. } => "ContextFull",
             Error::Aborted => "Aborted",
+            Error::ModelTooLarge(_) => "ModelTooLarge",
             Error::InvalidArgument(_) => "InvalidArgument",
             Error::Convert(_) => "ConversionError",
             Error::Io(_) => "IOError",

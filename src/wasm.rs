@@ -16,7 +16,8 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 
-use crate::engine::{FinishReason, GenerateRequest, LoadedModel, Session, SessionOptions, TokenEvent};
+use crate::cpu::kernels::{KvType, Pool};
+use crate::engine::{check_memory, FinishReason, GenerateRequest, LoadedModel, Session, SessionOptions, TokenEvent};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::sampler::SamplingParams;
 use crate::tokenizer::{render_chat, ChatMessage};
@@ -74,6 +75,8 @@ impl ModelLoader {
             return Err(invalid(format!("model size {total} does not fit in wasm memory")));
         }
         let total = total as usize;
+        // A model that cannot fit in wasm32 memory is refused before anything is allocated.
+        check_memory(total as u64, "the model file").map_err(|e| js_error(&e))?;
         let mut bytes = Vec::new();
         bytes.try_reserve_exact(total).map_err(|_| js_error(&Error::Gpu(format!("out of memory reserving {total} bytes for the model"))))?;
         Ok(ModelLoader { bytes, total })
@@ -91,24 +94,88 @@ impl ModelLoader {
         self.bytes.len() as f64
     }
 
-    /// Checks the size, opens the GPU and loads the model. Resolves to a [`Model`].
-    pub fn finish(self, force_f32: bool) -> js_sys::Promise {
+    /// Checks the size, then loads the model on the WebGPU backend (the file buffer is freed once
+    /// the weights are on the GPU). Resolves to a [`Model`].
+    pub fn finish_webgpu(self, force_f32: bool) -> js_sys::Promise {
         wasm_bindgen_futures::future_to_promise(async move {
-            if self.bytes.len() != self.total {
-                return Err(invalid(format!("model data incomplete: {} of {} bytes", self.bytes.len(), self.total)));
-            }
-            load_model(self.bytes, force_f32).await.map(JsValue::from)
+            let bytes = self.complete()?;
+            let opts = if force_f32 { GpuOptions::f32() } else { GpuOptions::default() };
+            let gpu = Gpu::new(&opts).await.map_err(|e| js_error(&e))?;
+            let inner = LoadedModel::load(Rc::new(gpu), &bytes).map_err(|e| js_error(&e))?;
+            Ok(JsValue::from(Model { inner }))
         })
+    }
+
+    /// Checks the size, then loads the model on the CPU backend, computing on `pool`'s threads
+    /// (the file buffer becomes the weights, as it is). `kv_f32`: f32 KV caches instead of f16.
+    pub fn finish_cpu(self, pool: ThreadPool, kv_f32: bool) -> Result<Model, JsValue> {
+        let bytes = self.complete()?;
+        let kv = if kv_f32 { KvType::F32 } else { KvType::F16 };
+        let inner = LoadedModel::load_cpu(bytes, pool.pool, kv).map_err(|e| js_error(&e))?;
+        Ok(Model { inner })
+    }
+
+    fn complete(self) -> Result<Vec<u8>, JsValue> {
+        if self.bytes.len() != self.total {
+            return Err(invalid(format!("model data incomplete: {} of {} bytes", self.bytes.len(), self.total)));
+        }
+        Ok(self.bytes)
     }
 }
 
-async fn load_model(bytes: Vec<u8>, force_f32: bool) -> Result<Model, JsValue> {
-    let opts = if force_f32 { GpuOptions::f32() } else { GpuOptions::default() };
-    let gpu = Gpu::new(&opts).await.map_err(|e| js_error(&e))?;
-    let inner = LoadedModel::load(Rc::new(gpu), &bytes).map_err(|e| js_error(&e))?;
-    // The weights now live on the GPU; the file buffer is freed here.
-    drop(bytes);
-    Ok(Model { inner })
+/// The CPU backend's threads. The calling thread is thread 0; in a build with shared memory
+/// (`atomics`), threads 1.. are Web Workers the host starts, each running [`pool_worker_run`]
+/// with [`ThreadPool::shared`]; without shared memory the pool has one thread.
+#[wasm_bindgen]
+pub struct ThreadPool {
+    pool: Pool,
+    shared: std::sync::Arc<crate::cpu::kernels::Shared>,
+}
+
+#[wasm_bindgen]
+impl ThreadPool {
+    #[wasm_bindgen(constructor)]
+    pub fn new(threads: u32) -> ThreadPool {
+        let threads = if cfg!(target_feature = "atomics") { threads.max(1) as usize } else { 1 };
+        let (pool, shared) = Pool::new_external(threads);
+        ThreadPool { pool, shared }
+    }
+
+    pub fn threads(&self) -> u32 {
+        self.pool.threads() as u32
+    }
+
+    /// A handle to the pool's shared state for one worker (the worker owns it from then on).
+    pub fn shared(&self) -> u32 {
+        std::sync::Arc::into_raw(self.shared.clone()) as u32
+    }
+}
+
+/// True when this build shares its memory between threads (the host may start pool workers).
+#[wasm_bindgen]
+pub fn threads_supported() -> bool {
+    cfg!(target_feature = "atomics")
+}
+
+/// The compiled module and its memory, for starting pool workers on the same instance memory.
+#[wasm_bindgen]
+pub fn wasm_module_and_memory() -> js_sys::Array {
+    js_sys::Array::of2(&wasm_bindgen::module(), &wasm_bindgen::memory())
+}
+
+/// Runs pool jobs as thread `index` until the pool is dropped (in a Web Worker: it blocks).
+#[cfg(target_feature = "atomics")]
+#[wasm_bindgen]
+pub fn pool_worker_run(shared: u32, index: u32) {
+    // SAFETY: `shared` came from ThreadPool::shared, which leaked one strong count for us.
+    let shared = unsafe { std::sync::Arc::from_raw(shared as *const crate::cpu::kernels::Shared) };
+    crate::cpu::kernels::worker_loop(&shared, index as usize);
+}
+
+/// The CPU kernels' self-test in this build (SIMD path vs scalar vs the f64 reference), as JSON.
+#[wasm_bindgen]
+pub fn cpu_selftest() -> String {
+    crate::cpu::kernels::selftest()
 }
 
 #[wasm_bindgen]
@@ -118,12 +185,6 @@ pub struct Model {
 
 #[wasm_bindgen]
 impl Model {
-    /// Loads a whole GGUF already in memory (copied once into wasm).
-    pub fn load(bytes: &[u8], force_f32: bool) -> js_sys::Promise {
-        let bytes = bytes.to_vec();
-        wasm_bindgen_futures::future_to_promise(async move { load_model(bytes, force_f32).await.map(JsValue::from) })
-    }
-
     /// JSON: architecture, shapes, vocabulary, GPU adapter and precision.
     pub fn info(&self) -> String {
         let m = &self.inner;
@@ -139,9 +200,14 @@ impl Model {
             "context_length": c.context_length,
             "file_bytes": m.file_bytes,
             "has_chat_template": m.tokenizer.chat_template.is_some(),
-            "adapter": m.gpu.adapter_summary(),
-            "f16": m.gpu.f16,
-            "gpu_bytes": m.gpu.allocated_bytes(),
+            "backend": m.backend_name(),
+            "threads": m.threads(),
+            "simd": crate::cpu::kernels::simd_name(),
+            "adapter": m.device_summary(),
+            "f16": m.gpu().is_some_and(|g| g.f16),
+            "gpu_bytes": m.weight_bytes(),
+            // The whole wasm heap (it never shrinks): the CPU backend's weights and KV caches live here.
+            "wasm_memory_bytes": core::arch::wasm32::memory_size(0) as u64 * 65536,
         })
         .to_string()
     }

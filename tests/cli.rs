@@ -94,7 +94,7 @@ fn errors_are_one_line_without_panic() {
 fn bench_profile_accounts_for_every_dispatch() {
     let m = model_file("b.gguf");
     let m = m.to_str().unwrap();
-    let (code, out, err) = run(&["bench", "--model", m, "--prompt-len", "6", "--gen", "3", "--profile", "--json", "--f32"]);
+    let (code, out, err) = run(&["bench", "--model", m, "--prompt-len", "6", "--gen", "3", "--profile", "--json", "--f32", "--backend", "gpu"]);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     let p = &v["decode_profile"];
@@ -110,6 +110,40 @@ fn bench_profile_accounts_for_every_dispatch() {
     let ms: Vec<f64> = ops.iter().map(|o| o["ms_per_step"].as_f64().unwrap()).collect();
     assert!(ms.windows(2).all(|w| w[0] >= w[1]), "{ms:?}");
     // Without --profile there is no profile.
-    let (_, out, _) = run(&["bench", "--model", m, "--prompt-len", "4", "--gen", "2", "--json"]);
+    let (_, out, _) = run(&["bench", "--model", m, "--prompt-len", "4", "--gen", "2", "--json", "--backend", "gpu"]);
     assert!(serde_json::from_str::<Value>(out.trim()).unwrap()["decode_profile"].is_null());
+}
+
+/// The CPU backend from the command line: `--backend cpu --threads N` everywhere a model runs,
+/// `bench` says which backend and how many threads, its profile names the CPU kernels, and the
+/// greedy tokens and logits do not depend on the thread count.
+#[test]
+fn cpu_backend_flags_bench_and_thread_independence() {
+    let m = model_file("c.gguf");
+    let m = m.to_str().unwrap();
+    let (code, out, err) = run(&["bench", "--model", m, "--prompt-len", "6", "--gen", "3", "--profile", "--json", "--backend", "cpu", "--threads", "2"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["backend"], "cpu");
+    assert_eq!(v["threads"], 2);
+    assert_eq!(v["dispatches_per_token"], 0);
+    let ops = v["decode_profile"]["ops"].as_array().unwrap();
+    for kernel in ["embed", "rmsnorm", "matmul qkv", "attention", "matmul gate+up (swiglu)", "matmul down", "matmul logits", "top-k"] {
+        assert!(ops.iter().any(|o| o["op"] == kernel), "no {kernel} in {ops:?}");
+    }
+    let mut outputs = Vec::new();
+    for threads in ["1", "3"] {
+        let (code, g, err) = run(&["generate", "--model", m, "--prompt-tokens", "5,6,7", "-n", "6", "--temperature", "0", "--json", "--backend", "cpu", "--threads", threads]);
+        assert_eq!(code, 0, "{err}");
+        let (code, l, err) = run(&["logits", "--model", m, "--prompt-tokens", "1,9,20,33", "--top", "5", "--json", "--backend", "cpu", "--threads", threads]);
+        assert_eq!(code, 0, "{err}");
+        let g: Value = serde_json::from_str(g.trim()).unwrap();
+        outputs.push((g["tokens"].clone(), l.trim().to_string()));
+    }
+    assert_eq!(outputs[0], outputs[1], "1 and 3 threads differ");
+    // Bad flag values are usage errors (status 2).
+    for bad in [["--backend", "tpu"], ["--kv", "q8"], ["--threads", "x"]] {
+        let (code, _, err) = run(&["generate", "--model", m, "--prompt-tokens", "5", bad[0], bad[1]]);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+    }
 }

@@ -7,9 +7,12 @@ import { startOffline } from './offline.js';
 
 const DEFAULT_MODEL = new URL('models/SmolLM2-135M-Instruct.Q4_1.gguf', location.href).href;
 const DEFAULT_SETTINGS = { system: '', temperature: 0.7, top_p: 0.9, max_tokens: 512 };
-const KEYS = { chat: 'mobilellm.chat.v1', settings: 'mobilellm.settings.v1', model: 'mobilellm.model.v1', hfToken: 'mobilellm.hfToken.v1', complete: 'mobilellm.complete.v1' };
+const KEYS = { chat: 'mobilellm.chat.v1', settings: 'mobilellm.settings.v1', model: 'mobilellm.model.v1', hfToken: 'mobilellm.hfToken.v1', complete: 'mobilellm.complete.v1', engine: 'mobilellm.engine.v1' };
+const QUERY = new URLSearchParams(location.search);
 // Where bare repository names (owner/name) resolve: huggingface.co, or ?hub=<url> (tests, mirrors).
-const HUB_URL = new URLSearchParams(location.search).get('hub') || undefined;
+const HUB_URL = QUERY.get('hub') || undefined;
+// The CPU backend's default threads: the cores, at most 4 (as the worker's default).
+const DEFAULT_THREADS = Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1));
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -23,6 +26,7 @@ const ui = {
   setMaxTokens: $('set-max-tokens'), outTemperature: $('out-temperature'), outTopP: $('out-top-p'),
   settingsReset: $('settings-reset'),
   modelFamily: $('model-family'), hfToken: $('hf-token'), completeMode: $('complete-mode'),
+  backend: $('backend'), threads: $('threads'), threadsLabel: $('threads-label'),
 };
 
 const app = {
@@ -34,6 +38,8 @@ const app = {
   loadStats: null,
   loadAbort: null,
   complete: load(KEYS.complete, false), // completion mode: no chat template (base models)
+  // Which backend runs the model, and the CPU backend's threads; ?backend=cpu&threads=2 overrides.
+  engine: { backend: 'auto', threads: DEFAULT_THREADS, ...load(KEYS.engine, {}), ...queryEngine() },
 };
 window.__app = app;
 
@@ -41,6 +47,14 @@ window.__app = app;
 // loaded one, else the one picked in the form.
 const offline = startOffline({ chosenModel: () => app.llm?.info?.url ?? cacheKeyOf(selectedModelUrl()), modelName });
 app.offline = offline.state;
+
+function queryEngine() {
+  const e = {};
+  if (['auto', 'webgpu', 'cpu'].includes(QUERY.get('backend'))) e.backend = QUERY.get('backend');
+  const t = Number(QUERY.get('threads'));
+  if (Number.isInteger(t) && t >= 1) e.threads = t;
+  return e;
+}
 
 function load(key, fallback) {
   try { return JSON.parse(localStorage.getItem(key)) ?? fallback; } catch { return fallback; }
@@ -79,7 +93,7 @@ function showProgress(p) {
     case 'store': text = `Saving the converted model (${mb(p.total)} MB) to the cache…`; break;
     case 'cache': text = `Reading from cache ${Math.round(frac * 100)}%`; break;
     case 'read': text = `Reading ${Math.round(frac * 100)}%`; break;
-    case 'compile': text = 'Uploading weights to the GPU and compiling shaders…'; break;
+    case 'compile': text = 'Preparing the engine…'; break;
     case 'ready': text = 'Ready'; break;
     default: text = p.phase;
   }
@@ -112,19 +126,24 @@ async function loadModel(url) {
   const abort = new AbortController();
   app.loadAbort = abort;
   try {
+    const { backend, threads } = app.engine;
     const llm = await MobileLLM.load(url, {
       onProgress: showProgress, signal: abort.signal, hubUrl: HUB_URL, hfToken: ui.hfToken.value.trim() || undefined,
+      backend, threads: backend === 'webgpu' ? undefined : threads,
     });
     app.llm = llm;
     app.loadStats = llm.loadStats;
     save(KEYS.model, url);
-    ui.chip.textContent = modelName(llm.info.url);
+    const eng = llm.loadStats.engine;
+    ui.chip.textContent = `${modelName(llm.info.url)} · ${engineName(eng)}`;
     ui.chip.title = `${llm.info.adapter} · context ${llm.info.n_ctx} tokens`;
+    document.body.dataset.backend = eng.backend;
     const conv = llm.loadStats.conversion;
     ui.progressText.textContent = (llm.loadStats.fromCache
       ? `Loaded from cache in ${(llm.loadStats.timings.total_ms / 1000).toFixed(1)} s`
       : `Loaded in ${(llm.loadStats.timings.total_ms / 1000).toFixed(1)} s`) +
       (conv ? ` (converted ${conv.report.arch}, ${conv.report.type.toUpperCase()}, in ${(conv.timings.convert_ms / 1000).toFixed(1)} s)` : '') +
+      ` · running on ${engineName(eng)}${eng.threadsNote ? ` (${eng.threadsNote})` : ''}` +
       // Base models: chat works through the plain "User:/Assistant:" fallback; Complete suits them better.
       (llm.info.has_chat_template ? '' : ' · no chat template: try Complete mode');
     ui.progress.classList.remove('indeterminate');
@@ -145,12 +164,20 @@ async function loadModel(url) {
   }
 }
 
+/** "GPU" or "CPU ×2 (relaxed SIMD)": what runs the model. */
+function engineName(eng) {
+  if (eng.backend === 'webgpu') return 'GPU';
+  const simd = eng.simd === 'relaxed' ? ', relaxed SIMD' : '';
+  return `CPU ×${eng.threads}${simd}`;
+}
+
 function describeError(e) {
   const hints = {
     DownloadFailed: 'The download failed. Check the URL and that the server allows cross-origin requests (CORS).',
     InvalidModelFile: 'This is not a valid GGUF model file.',
     UnsupportedModel: 'This model is not supported (Llama-style architectures with F32/F16/Q8_0/Q4_0/Q4_1 weights are).',
-    WebGPUUnavailable: 'WebGPU is not available here.',
+    WebGPUUnavailable: 'WebGPU is not available here: choose Auto or CPU under "Run on".',
+    ModelTooLarge: 'This model is too large for this browser\'s memory.',
     Aborted: 'Loading was cancelled.',
     GatedModel: 'This repository needs a Hugging Face access token: paste one under "Access token" (and accept the model\'s terms on its page).',
     ConversionError: 'This checkpoint cannot be converted (Llama and MobileLLM checkpoints in safetensors or PyTorch format can).',
@@ -338,6 +365,21 @@ const showComplete = () => {
 };
 ui.completeMode.addEventListener('change', () => { app.complete = ui.completeMode.checked; save(KEYS.complete, app.complete); showComplete(); });
 showComplete();
+const showEngine = () => {
+  ui.backend.value = app.engine.backend;
+  ui.threads.value = app.engine.threads;
+  ui.threads.max = String(Math.max(16, navigator.hardwareConcurrency || 1));
+  ui.threadsLabel.hidden = app.engine.backend === 'webgpu';
+};
+// A new choice applies to the next load: press "Load model" to switch a loaded model over.
+ui.backend.addEventListener('change', () => { app.engine.backend = ui.backend.value; save(KEYS.engine, app.engine); showEngine(); });
+ui.threads.addEventListener('change', () => {
+  const t = Math.round(Number(ui.threads.value));
+  app.engine.threads = Number.isFinite(t) && t >= 1 ? t : DEFAULT_THREADS;
+  save(KEYS.engine, app.engine);
+  showEngine();
+});
+showEngine();
 ui.cancelLoad.addEventListener('click', () => app.loadAbort?.abort());
 ui.openModel.addEventListener('click', () => ui.modelPanel.classList.toggle('collapsed'));
 ui.composer.addEventListener('submit', (e) => {
@@ -374,11 +416,11 @@ ui.settingsReset.addEventListener('click', () => {
 async function start() {
   renderConversation();
   setStatus('idle');
+  // Without WebGPU the CPU backend runs the model: say so, and keep "GPU" from being chosen.
   if (!hasWebGPU()) {
     ui.noWebgpu.hidden = false;
-    ui.loadButton.disabled = true;
-    ui.chip.textContent = 'WebGPU unavailable';
-    return;
+    ui.backend.querySelector('option[value=webgpu]').disabled = true;
+    if (app.engine.backend === 'webgpu') { app.engine.backend = 'auto'; showEngine(); }
   }
   await refreshCached();
   // Reopen the last model when it is already cached: no download, so no reason to ask.

@@ -1,7 +1,9 @@
-// MobileLLM: run a GGUF language model in the browser on WebGPU, with an OpenAI-style API.
+// MobileLLM: run a GGUF language model in the browser, on the GPU through WebGPU or on the CPU
+// (wasm SIMD, threads where the page is cross-origin isolated), with an OpenAI-style API.
 //
 //   import { MobileLLM } from './mobilellm.js';
-//   const llm = await MobileLLM.load(url, { onProgress, signal });
+//   const llm = await MobileLLM.load(url, { onProgress, signal });   // backend 'auto' chooses
+//   console.log(llm.backend, llm.loadStats.engine.threads);          // 'webgpu' or 'cpu', threads
 //   const stream = await llm.chat.completions.create({ messages, stream: true, temperature: 0.7 });
 //   for await (const chunk of stream) out += chunk.choices[0].delta.content ?? '';
 //   // A Hugging Face checkpoint is converted in the worker once, then cached; base models have
@@ -35,10 +37,16 @@ export class MobileLLM {
   #closed = null;
   #stoppers = new Map(); // generation request id -> "answer now with what you have"
 
-  /** Model and GPU description once loaded: arch, n_ctx, n_vocab, adapter, f16, url, ... */
+  /** Model and device description once loaded: arch, n_ctx, n_vocab, backend, adapter, f16, url, ... */
   info = null;
-  /** How the model was obtained: {fromCache, timings: {download_ms, read_ms, compile_ms, total_ms}}. */
+  /**
+   * How the model was obtained and what runs it: {fromCache, timings: {download_ms, read_ms,
+   * compile_ms, total_ms}, engine: {backend, threads, requestedThreads, threadsNote, simd, build,
+   * crossOriginIsolated, reason}}.
+   */
   loadStats = null;
+  /** 'webgpu' or 'cpu': the backend running the model. */
+  get backend() { return this.loadStats?.engine?.backend ?? null; }
   chat = { completions: { create: (req) => this.#create(req) } };
   /**
    * Completion mode, for base models: `prompt` is the raw text the model continues (no chat
@@ -51,6 +59,8 @@ export class MobileLLM {
   debug = {
     topLogits: (tokens, k = 2) => this.#request({ type: Msg.TOP_LOGITS, tokens: Array.from(tokens), k }),
     promptTokens: (messages) => this.#request({ type: Msg.TOKENIZE, messages: checkMessages(messages) }),
+    /** The CPU kernels' self-test inside the loaded wasm build: {ok, simd, cases: [...]}. */
+    cpuSelftest: () => this.#request({ type: Msg.SELFTEST }),
     /** Per-kernel times of one decode step after `messages` (forgets the cached conversation). */
     profileDecode: (messages, steps = 1) => this.#request({ type: Msg.PROFILE, messages: checkMessages(messages), steps }),
   };
@@ -71,17 +81,32 @@ export class MobileLLM {
    *   a Hugging Face repository ("facebook/MobileLLM-125M", "hf:owner/name@revision",
    *   "https://huggingface.co/owner/name"), or a checkpoint folder URL ending with "/" (see hf.js)
    * @param {{onProgress?: (p: {phase: string, loaded?: number, total?: number, rate?: number, fromCache?: boolean}) => void,
-   *          signal?: AbortSignal, forceF32?: boolean, contextLength?: number, useCache?: boolean,
-   *          workerUrl?: string | URL, wasmUrl?: string | URL,
+   *          signal?: AbortSignal, backend?: 'auto' | 'webgpu' | 'cpu', threads?: number,
+   *          forceF32?: boolean, contextLength?: number, useCache?: boolean,
+   *          workerUrl?: string | URL, wasmUrl?: string | URL | Record<string, string | URL>,
    *          hfToken?: string, hubUrl?: string, revision?: string, convertType?: string}} [opts]
-   *   workerUrl/wasmUrl: files hosted elsewhere. Checkpoints: hfToken for gated repositories (sent
+   *   backend: 'auto' (default) runs on WebGPU when the browser offers a hardware adapter, else on
+   *   the CPU (no WebGPU, no adapter, or a software one such as SwiftShader); threads: the CPU
+   *   backend's threads (default: the cores, at most 4; more than one needs a cross-origin isolated
+   *   page, see loadStats.engine.threadsNote).
+   *   build (testing, debugging): one wasm build instead of the automatic choice (pkg,
+   *   pkg-relaxed, pkg-mt, pkg-mt-relaxed; the pkg-mt ones need cross-origin isolation).
+   *   workerUrl/wasmUrl: files hosted elsewhere (wasmUrl: the single-thread build's .wasm, or an
+   *   object mapping build names pkg, pkg-relaxed, pkg-mt, pkg-mt-relaxed to URLs). Checkpoints: hfToken for gated repositories (sent
    *   to huggingface.co only, never stored), hubUrl (default https://huggingface.co), revision
    *   (default main), convertType q8_0 (default) | q4_1 | q4_0 | f16 | f32.
    */
   static async load(url, opts = {}) {
     const { onProgress, signal, forceF32 = false, contextLength = 0, useCache = true, hfToken, hubUrl, revision, convertType } = opts;
-    if (!hasWebGPU()) {
-      throw new MobileLLMError('WebGPUUnavailable', 'this browser does not support WebGPU; try a recent Chrome, Edge or Safari');
+    const backend = opts.backend ?? 'auto';
+    if (!['auto', 'webgpu', 'cpu'].includes(backend)) {
+      throw new MobileLLMError('InvalidArgument', `backend must be "auto", "webgpu" or "cpu", not ${JSON.stringify(backend)}`);
+    }
+    if (opts.threads != null && !(Number.isInteger(opts.threads) && opts.threads >= 1)) {
+      throw new MobileLLMError('InvalidArgument', 'threads must be a positive integer');
+    }
+    if (backend === 'webgpu' && !hasWebGPU()) {
+      throw new MobileLLMError('WebGPUUnavailable', 'this browser does not support WebGPU; backend "cpu" (or "auto") runs on the CPU instead');
     }
     signal?.throwIfAborted?.();
     // A GGUF URL, or a Hugging Face checkpoint (repository or folder) converted in the worker
@@ -89,7 +114,7 @@ export class MobileLLM {
     const source = resolveModelSource(url instanceof URL ? url.href : url, { hubUrl, revision, convertType, baseHref: globalThis.location?.href });
     const abs = source.kind === 'gguf' ? source.url : source.key;
     const checkpoint = source.kind === 'checkpoint' ? source : undefined;
-    const wasmUrl = opts.wasmUrl ? new URL(opts.wasmUrl, globalThis.location?.href).href : undefined;
+    const wasmUrl = absoluteWasmUrls(opts.wasmUrl);
     // Written out in full so that bundlers (Vite, webpack) recognise the default worker and emit it
     // with the .wasm it imports; apps that host the files elsewhere pass workerUrl / wasmUrl.
     const worker = opts.workerUrl
@@ -101,14 +126,14 @@ export class MobileLLM {
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const p = llm.#request({
-        type: Msg.LOAD, url: abs, forceF32, contextLength, useCache, wasmUrl, source: checkpoint, hfToken: checkpoint && hfToken ? String(hfToken) : undefined,
+        type: Msg.LOAD, url: abs, backend, threads: opts.threads, build: opts.build, forceF32, contextLength, useCache, wasmUrl, source: checkpoint, hfToken: checkpoint && hfToken ? String(hfToken) : undefined,
       }, { onProgress });
       id = llm.#nextId - 1;
       const r = await p;
       // Aborted after the download, while the GPU upload ran: honour it now.
       if (signal?.aborted) throw new MobileLLMError('Aborted', 'model load aborted');
       llm.info = r.info;
-      llm.loadStats = { fromCache: r.fromCache, timings: r.timings, conversion: r.conversion ?? null };
+      llm.loadStats = { fromCache: r.fromCache, timings: r.timings, conversion: r.conversion ?? null, engine: r.engine };
       return llm;
     } catch (e) {
       llm.#terminate(e);
@@ -312,6 +337,14 @@ export class MobileLLM {
       finished,
     };
   }
+}
+
+/** wasmUrl made absolute against the page: a string, or each entry of a build -> URL object. */
+function absoluteWasmUrls(w) {
+  if (!w) return undefined;
+  const abs = (u) => new URL(u, globalThis.location?.href).href;
+  if (typeof w === 'string' || w instanceof URL) return abs(w);
+  return Object.fromEntries(Object.entries(w).map(([k, v]) => [k, abs(v)]));
 }
 
 function checkMessages(messages) {

@@ -3,7 +3,9 @@
 // any number of `progress` / `token` messages for that id, then exactly one `result` or `error`.
 //
 // Page -> worker (Request):
-/** @typedef {{id: number, type: 'load', url: string, forceF32: boolean, contextLength: number, useCache: boolean, wasmUrl?: string, source?: object, hfToken?: string}} LoadRequest */
+/** @typedef {{id: number, type: 'load', url: string, backend: 'auto'|'webgpu'|'cpu', threads?: number, build?: string, forceF32: boolean, contextLength: number, useCache: boolean, wasmUrl?: string | Record<string, string>, source?: object, hfToken?: string}} LoadRequest */
+//   backend 'auto': the worker probes WebGPU (engine-variants.js probeBackend); the result's
+//   `engine` says what runs: {backend, threads, requestedThreads, threadsNote, simd, build, crossOriginIsolated, reason}.
 //   source: hf.js resolveModelSource() of a Hugging Face checkpoint (kind 'checkpoint'): the worker
 //   downloads, converts and caches it under `url` (the conversion key); hfToken goes to huggingface.co only.
 /** @typedef {{id: number, type: 'generate', messages: {role: string, content: string}[], options: object}} GenerateRequest */
@@ -11,6 +13,7 @@
 /** @typedef {{id: number, type: 'reset'} | {id: number, type: 'unload'}} SimpleRequest */
 /** @typedef {{id: number, type: 'topLogits', tokens: number[], k: number}} TopLogitsRequest */
 /** @typedef {{id: number, type: 'tokenize', messages: {role: string, content: string}[], raw?: boolean}} TokenizeRequest */
+/** @typedef {{id: number, type: 'selftest'}} SelftestRequest  (the CPU kernels' self-test in the loaded build) */
 /** @typedef {{type: 'interrupt', upTo: number} | {type: 'cancel', target: number}} ControlMessage  (no reply) */
 //
 // Worker -> page (Reply):
@@ -30,6 +33,7 @@ export const Msg = Object.freeze({
   TOP_LOGITS: 'topLogits',
   TOKENIZE: 'tokenize',
   PROFILE: 'profileDecode',
+  SELFTEST: 'selftest',
   INTERRUPT: 'interrupt',
   CANCEL: 'cancel',
   STARTED: 'started',

@@ -1,8 +1,10 @@
 // A small static file server for the browser runtime: correct MIME types (application/wasm, so
 // WebAssembly.instantiateStreaming works), CORS headers (so the API can load models across
-// origins), no caching headers games, and a request log the tests read to count weight downloads.
+// origins), cross-origin isolation (COOP/COEP: the CPU backend's threads share wasm memory, which
+// browsers allow only in isolated pages), no caching headers games, and a request log the tests
+// read to count weight downloads.
 //
-//   node www/serve.mjs --root www --port 8080 [--host 127.0.0.1] [--quiet]
+//   node www/serve.mjs --root www --port 8080 [--host 127.0.0.1] [--quiet] [--no-isolation]
 //   import { startServer } from './serve.mjs'  ->  { port, close(), requests: [{method, path, status}] }
 
 import { createServer } from 'node:http';
@@ -26,7 +28,19 @@ const MIME = {
 };
 
 // `mounts` maps URL prefixes to other directories (the tests serve their pages under /__test/).
-export function startServer({ root, port = 8080, host = '127.0.0.1', quiet = true, mounts = {} } = {}) {
+/**
+ * What a host must send for the CPU backend's threads: the page's opener isolated from other
+ * origins, and every embedded resource either same-origin, CORS, or marked as embeddable (CORP).
+ */
+export const ISOLATION_HEADERS = Object.freeze({
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+  // Lets isolated pages on other origins embed what this server hosts (models, the engine).
+  'Cross-Origin-Resource-Policy': 'cross-origin',
+});
+
+// `isolate: false` serves without COOP/COEP (the CPU backend then runs on one thread).
+export function startServer({ root, port = 8080, host = '127.0.0.1', quiet = true, mounts = {}, isolate = true } = {}) {
   const roots = Object.entries(mounts).map(([prefix, dir]) => [prefix, path.resolve(dir)]);
   roots.push(['/', path.resolve(root)]);
   const requests = [];
@@ -37,6 +51,7 @@ export function startServer({ root, port = 8080, host = '127.0.0.1', quiet = tru
     res.setHeader('Access-Control-Allow-Methods', 'GET, HEAD, OPTIONS');
     res.setHeader('Access-Control-Allow-Headers', '*');
     res.setHeader('Access-Control-Expose-Headers', 'Content-Length, Content-Type');
+    if (isolate) for (const [k, v] of Object.entries(ISOLATION_HEADERS)) res.setHeader(k, v);
     const done = (status) => { entry.status = status; if (!quiet) console.log(`${req.method} ${entry.path} ${status}`); };
     try {
       const url = new URL(req.url, 'http://localhost');
@@ -96,6 +111,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
     port: Number(opt('port', 8080)),
     host: opt('host', '127.0.0.1'),
     quiet: args.includes('--quiet'),
+    isolate: !args.includes('--no-isolation'),
   });
   console.log(`serving ${opt('root', 'www')} on ${srv.url}`);
 }

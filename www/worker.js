@@ -1,13 +1,20 @@
 // The engine's Web Worker: owns the wasm module, the loaded model and one chat session, and
 // answers the typed messages of protocol.js. Generation runs here so the page never janks; the
-// worker stays responsive to `interrupt` because every decode step awaits the GPU.
+// worker stays responsive to `interrupt` because the engine yields to this worker's event loop
+// between steps (awaiting the GPU, or a macrotask on the CPU backend).
+//
+// Backends: WebGPU, or the CPU backend (engine-variants.js picks the wasm build: threads where the
+// page is cross-origin isolated, relaxed SIMD where the browser has it). On the CPU backend this
+// worker is thread 0 of a pool whose other threads are pool-worker.js workers on shared memory.
 
-import init, { ModelLoader, last_panic } from './pkg/mobilellm_web.js';
 import { openModel, deleteCached } from './cache.js';
 import { openConverted } from './convert.js';
 import { Msg, MobileLLMError, serializeError, initWasm } from './protocol.js';
+import { VARIANTS, importVariant, chooseVariant, probeBackend, wasmUrlFor, canShareMemory } from './engine-variants.js';
 
-let ready = null;        // Promise of the wasm module's initialisation
+let glue = null;         // the chosen build's wasm-bindgen module, once initialised
+let variant = null;      // its name (one build per worker: a load never switches it)
+let poolWorkers = [];    // pool-worker.js threads of the CPU backend
 let model = null;        // wasm Model
 let session = null;      // wasm WasmSession (one per loaded model: its KV cache is the conversation)
 let dead = null;         // set after a panic: the wasm instance cannot be trusted any more
@@ -45,6 +52,7 @@ self.onmessage = (ev) => {
     case Msg.UNLOAD: return run(msg.id, unload);
     case Msg.TOP_LOGITS: return run(msg.id, async () => JSON.parse(await need().top_logits(Uint32Array.from(msg.tokens), msg.k)));
     case Msg.TOKENIZE: return run(msg.id, () => promptIds(msg.messages, msg.raw));
+    case Msg.SELFTEST: return run(msg.id, () => { need(); return JSON.parse(glue.cpu_selftest()); });
     case Msg.PROFILE: return run(msg.id, async () => {
       const ids = promptIds(msg.messages).ids;
       return JSON.parse(await session.profile_decode(Uint32Array.from(ids), msg.steps || 1));
@@ -72,7 +80,7 @@ function run(id, fn) {
 function asEngineError(e) {
   if (e instanceof WebAssembly.RuntimeError) {
     let detail = null;
-    try { detail = last_panic(); } catch { /* the instance may be too broken to ask */ }
+    try { detail = glue?.last_panic(); } catch { /* the instance may be too broken to ask */ }
     dead = new MobileLLMError('InternalError', `engine panic: ${detail || e.message}`);
     return dead;
   }
@@ -84,28 +92,87 @@ function need() {
   return model;
 }
 
-async function load(msg, signal) {
-  if (!('gpu' in navigator) || !navigator.gpu) {
-    throw new MobileLLMError('WebGPUUnavailable', 'this browser does not expose WebGPU (navigator.gpu) in workers');
+/** Threads the CPU backend uses when the caller does not say: the cores, at most 4 (decode is
+ * memory-bound; more threads mostly add synchronisation). */
+const defaultThreads = () => Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1));
+
+/** Decides the backend and build, and instantiates the build (once per worker). */
+async function prepareEngine(msg) {
+  let backend = msg.backend || 'auto';
+  let reason = `asked for ${backend}`;
+  if (backend === 'auto') ({ backend, reason } = await probeBackend());
+  else if (backend === 'webgpu' && !navigator.gpu) {
+    throw new MobileLLMError('WebGPUUnavailable', 'this browser does not expose WebGPU (navigator.gpu) in workers; the CPU backend (backend: "cpu" or "auto") works everywhere');
+  } else if (backend !== 'webgpu' && backend !== 'cpu') {
+    throw new MobileLLMError('InvalidArgument', `backend must be "auto", "webgpu" or "cpu", not ${JSON.stringify(backend)}`);
   }
-  ready ??= initWasm(init, msg.wasmUrl).catch((e) => {
-    ready = null; // the next load tries again
-    throw e;
-  });
-  await ready;
+  const threads = backend === 'cpu' ? Math.max(1, Math.floor(msg.threads || defaultThreads())) : 1;
+  const want = msg.build || chooseVariant({ backend, threads, pinned: typeof msg.wasmUrl === 'string' });
+  if (msg.build && !VARIANTS.includes(msg.build)) throw new MobileLLMError('InvalidArgument', `build must be one of ${VARIANTS.join(', ')}`);
+  if (want.startsWith('pkg-mt') && !canShareMemory()) {
+    throw new MobileLLMError('InvalidArgument', `build ${want} needs a cross-origin isolated page (COOP/COEP)`);
+  }
+  if (variant && variant !== want) {
+    throw new MobileLLMError('InvalidArgument', `this engine worker runs the ${variant} build; load the model in a new MobileLLM instance`);
+  }
+  if (!glue) {
+    const g = await importVariant(want).catch((e) => {
+      throw new MobileLLMError('DownloadFailed', `could not load the engine module ${want}/mobilellm_web.js: ${e?.message || e}`);
+    });
+    await initWasm(g.default, wasmUrlFor(msg.wasmUrl, want));
+    glue = g;
+    variant = want;
+  }
+  return { backend, reason, threads };
+}
+
+/** A thread pool of `threads` (this worker is thread 0) on the shared-memory build, or one
+ * thread. A pool worker that fails to start means one thread, never a pool waiting for it. */
+async function startPool(threads) {
+  const pool = new glue.ThreadPool(threads);
+  if (pool.threads() <= 1) return { pool, note: threads > 1 ? threadNote() : null };
+  const [module, memory] = glue.wasm_module_and_memory();
+  const started = [];
+  try {
+    for (let i = 1; i < pool.threads(); i++) {
+      const w = new Worker(new URL('./pool-worker.js', import.meta.url), { type: 'module', name: `mobilellm-pool-${i}` });
+      started.push(w);
+      await new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('did not start within 30 s')), 30_000);
+        w.onmessage = ({ data }) => { clearTimeout(timer); data.ready ? resolve() : reject(new Error(data.error)); };
+        w.onerror = (e) => { clearTimeout(timer); e.preventDefault?.(); reject(new Error(e.message || 'script error')); };
+        w.postMessage({ variant, module, memory, shared: pool.shared(), index: i });
+      });
+    }
+  } catch (e) {
+    started.forEach((w) => w.terminate());
+    pool.free();
+    console.warn(`mobilellm: the CPU backend's thread pool did not start (${e.message}); running on one thread`);
+    return { pool: new glue.ThreadPool(1), note: `thread pool failed to start (${e.message}): one thread` };
+  }
+  poolWorkers = started;
+  return { pool, note: null };
+}
+
+const threadNote = () => (canShareMemory()
+  ? 'this build has no shared memory: one thread'
+  : 'the page is not cross-origin isolated (serve it with Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp): one thread');
+
+async function load(msg, signal) {
+  const engine = await prepareEngine(msg);
   unload();
   const progress = (p) => post({ id: msg.id, type: Msg.PROGRESS, progress: p });
   const t0 = performance.now();
   // A Hugging Face checkpoint (hf.js) is converted here once, then cached under msg.url (its key).
   const opened = msg.source?.kind === 'checkpoint'
-    ? await openConverted(msg.source, { token: msg.hfToken, signal, onProgress: progress, useCache: msg.useCache, wasmUrl: msg.wasmUrl })
+    ? await openConverted(msg.source, { token: msg.hfToken, signal, onProgress: progress, useCache: msg.useCache, wasmUrl: wasmUrlFor(msg.wasmUrl, 'pkg') })
     : await openModel(msg.url, { signal, onProgress: progress, useCache: msg.useCache });
   const { body, size, fromCache } = opened;
   const downloadMs = performance.now() - t0;
 
   // Copy the file chunk by chunk into the engine's pre-sized buffer.
   const t1 = performance.now();
-  const loader = ModelLoader.begin(size);
+  const loader = glue.ModelLoader.begin(size);
   const reader = body.getReader();
   let loaded = 0, lastReport = 0;
   try {
@@ -130,8 +197,15 @@ async function load(msg, signal) {
   const readMs = performance.now() - t1;
   progress({ phase: 'compile', loaded: size, total: size, fromCache });
   const t2 = performance.now();
+  let threadsNote = null;
   try {
-    model = await loader.finish(!!msg.forceF32);
+    if (engine.backend === 'webgpu') {
+      model = await loader.finish_webgpu(!!msg.forceF32);
+    } else {
+      const { pool, note } = await startPool(engine.threads);
+      threadsNote = note;
+      model = loader.finish_cpu(pool, false);
+    }
     session = model.new_session(msg.contextLength || 0);
   } catch (e) {
     // A file the engine rejects must not stay cached: the next attempt would fail the same way.
@@ -142,6 +216,10 @@ async function load(msg, signal) {
   const info = JSON.parse(model.info());
   const value = {
     info: { ...info, n_ctx: session.n_ctx(), url: msg.url },
+    engine: {
+      backend: info.backend, threads: info.threads, requestedThreads: engine.threads, threadsNote, simd: info.simd,
+      build: variant, crossOriginIsolated: globalThis.crossOriginIsolated === true, reason: engine.reason,
+    },
     fromCache,
     conversion: opened.conversion ?? null,
     timings: { download_ms: downloadMs, read_ms: readMs, compile_ms: performance.now() - t2, total_ms: performance.now() - t0 },
@@ -152,8 +230,11 @@ async function load(msg, signal) {
 
 function unload() {
   session?.free();
+  // Dropping the model drops its pool: the pool workers' loops return and they close.
   model?.free();
   session = model = null;
+  poolWorkers.forEach((w) => setTimeout(() => w.terminate(), 1000));
+  poolWorkers = [];
   return null;
 }
 

@@ -11,32 +11,21 @@
 //! block 1, ...), each token attending to the cache up to its own position. Every row is
 //! computed exactly as if it were fed alone, so chunked and token-by-token runs agree bit for bit.
 
+pub mod backend;
+pub mod kernels;
 pub mod ops;
 
-use crate::model::{ModelConfig, ModelTensors, TensorRef};
+use crate::model::{Layer, ModelConfig, ModelTensors, TensorRef, Weights};
 use crate::Error;
 
 /// One transformer block's weights, f32 row-major [rows, cols].
-pub struct CpuLayer {
-    pub attn_norm: Vec<f32>, // [dim]
-    pub wq: Vec<f32>,        // [q_dim, dim]
-    pub wk: Vec<f32>,        // [kv_dim, dim]
-    pub wv: Vec<f32>,        // [kv_dim, dim]
-    pub wo: Vec<f32>,        // [dim, q_dim]
-    pub ffn_norm: Vec<f32>,  // [dim]
-    pub w_gate: Vec<f32>,    // [ffn_dim, dim]
-    pub w_up: Vec<f32>,      // [ffn_dim, dim]
-    pub w_down: Vec<f32>,    // [dim, ffn_dim]
-}
+pub type CpuLayer = Layer<Vec<f32>>;
 
 /// All weights dequantised to f32.
 pub struct CpuModel {
     pub cfg: ModelConfig,
-    pub token_embd: Vec<f32>,     // [n_vocab, dim]
-    pub output_norm: Vec<f32>,    // [dim]
-    /// None when tied (the logits use token_embd; no second copy is kept).
-    pub output: Option<Vec<f32>>, // [n_vocab, dim]
-    pub layers: Vec<CpuLayer>,    // n_layers unique blocks
+    /// Every tensor as f32 (`output` None when tied: the logits use token_embd, no second copy).
+    pub weights: Weights<Vec<f32>>,
     /// Threads for the large matrix products.
     pub threads: usize,
 }
@@ -51,7 +40,6 @@ fn load(t: &TensorRef<'_>, rows: usize, cols: usize) -> crate::Result<Vec<f32>> 
 
 impl CpuModel {
     pub fn new(cfg: &ModelConfig, tensors: &ModelTensors<'_>) -> crate::Result<Self> {
-        let (dim, q, kv, ffn, vocab) = (cfg.dim, cfg.q_dim(), cfg.kv_dim(), cfg.ffn_dim, cfg.n_vocab);
         if cfg.n_kv_heads == 0 || !cfg.n_heads.is_multiple_of(cfg.n_kv_heads) || !cfg.head_dim.is_multiple_of(2) || cfg.block_repeat == 0 {
             return Err(Error::UnsupportedModel(format!(
                 "{} heads over {} KV heads of width {}, block_repeat {}",
@@ -61,32 +49,12 @@ impl CpuModel {
         if tensors.layers.len() != cfg.n_layers {
             return Err(Error::UnsupportedModel(format!("{} blocks in the file, config says {}", tensors.layers.len(), cfg.n_layers)));
         }
-        let layers = tensors
-            .layers
-            .iter()
-            .map(|l| {
-                Ok(CpuLayer {
-                    attn_norm: load(&l.attn_norm, 1, dim)?,
-                    wq: load(&l.wq, q, dim)?,
-                    wk: load(&l.wk, kv, dim)?,
-                    wv: load(&l.wv, kv, dim)?,
-                    wo: load(&l.wo, dim, q)?,
-                    ffn_norm: load(&l.ffn_norm, 1, dim)?,
-                    w_gate: load(&l.w_gate, ffn, dim)?,
-                    w_up: load(&l.w_up, ffn, dim)?,
-                    w_down: load(&l.w_down, dim, ffn)?,
-                })
-            })
-            .collect::<crate::Result<Vec<_>>>()?;
+        let weights = tensors.map(|slot, t| {
+            let (rows, cols) = slot.shape(cfg);
+            load(t, rows, cols)
+        })?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(2);
-        Ok(CpuModel {
-            cfg: cfg.clone(),
-            token_embd: load(&tensors.token_embd, vocab, dim)?,
-            output_norm: load(&tensors.output_norm, 1, dim)?,
-            output: tensors.output.as_ref().map(|t| load(t, vocab, dim)).transpose()?,
-            layers,
-            threads,
-        })
+        Ok(CpuModel { cfg: cfg.clone(), weights, threads })
     }
 
     /// Parses a whole GGUF file and dequantises it (tests and the CLI's `--cpu` check).
@@ -99,7 +67,7 @@ impl CpuModel {
 
     /// The matrix of the logits: output.weight, or token_embd when tied.
     pub fn lm_head(&self) -> &[f32] {
-        self.output.as_deref().unwrap_or(&self.token_embd)
+        self.weights.lm_head()
     }
 
     fn matmul(&self, x: &[f32], w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
@@ -147,15 +115,15 @@ impl<'m> CpuSession<'m> {
         }
         let dim = cfg.dim;
         // x: [T, dim], the residual stream of every token in this call.
-        let mut x: Vec<f32> = tokens.iter().flat_map(|&t| &m.token_embd[t as usize * dim..][..dim]).copied().collect();
+        let mut x: Vec<f32> = tokens.iter().flat_map(|&t| &m.weights.token_embd[t as usize * dim..][..dim]).copied().collect();
         for e in 0..cfg.n_block_evals() {
-            let layer = &m.layers[e / cfg.block_repeat];
+            let layer = &m.weights.layers[e / cfg.block_repeat];
             let attn = self.attention_block(e, layer, &x);
             add(&mut x, &attn);
             let ffn = self.ffn_block(layer, &x);
             add(&mut x, &ffn);
         }
-        let h = rmsnorm_rows(&x, &m.output_norm, cfg.norm_eps);
+        let h = rmsnorm_rows(&x, &m.weights.output_norm, cfg.norm_eps);
         let logits = m.matmul(&h, m.lm_head(), cfg.n_vocab, dim);
         self.pos += tokens.len();
         Ok(logits.chunks(cfg.n_vocab).map(<[f32]>::to_vec).collect())

@@ -24,3 +24,27 @@ pub fn now_ms() -> f64 {
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen::JsCast;
+
+/// Lets the host run pending events between steps. In the browser the engine's worker must see
+/// `interrupt` messages while a generation runs, and the CPU backend computes synchronously, so
+/// this awaits one macrotask (a MessageChannel round trip: unlike setTimeout(0), not clamped to
+/// 4 ms). Natively there is nothing to wait for.
+#[cfg(not(target_arch = "wasm32"))]
+pub async fn yield_now() {}
+
+#[cfg(target_arch = "wasm32")]
+pub async fn yield_now() {
+    let _ = wasm_bindgen_futures::JsFuture::from(yield_to_event_loop()).await;
+}
+
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen::prelude::wasm_bindgen(inline_js = "
+const channel = new MessageChannel();
+const waiting = [];
+channel.port1.onmessage = () => waiting.shift()?.();
+export function yield_to_event_loop() {
+  return new Promise((resolve) => { waiting.push(resolve); channel.port2.postMessage(0); });
+}")]
+extern "C" {
+    fn yield_to_event_loop() -> js_sys::Promise;
+}

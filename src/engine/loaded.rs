@@ -1,39 +1,15 @@
-//! A model loaded onto the GPU: config, tokenizer, and every weight uploaded once.
+//! A loaded model: config, tokenizer, and its weights in the form one backend reads.
 
 use std::rc::Rc;
 
+use super::backend::{BackendKind, ModelBackend};
+use crate::cpu::backend::CpuWeights;
+use crate::cpu::kernels::{KvType, Pool};
 use crate::gguf::GgufFile;
-use crate::gpu::{Gpu, GpuWeight};
-use crate::model::{ModelConfig, ModelTensors, TensorRef};
+use crate::gpu::{Gpu, GpuModel, GpuOptions};
+use crate::model::{ModelConfig, ModelTensors};
 use crate::quant::GgmlType;
 use crate::tokenizer::Tokenizer;
-
-/// One transformer block's weights on the GPU (shared by every repeat of the block).
-pub struct BlockWeights {
-    pub attn_norm: wgpu::Buffer, // f32 [dim]
-    pub wq: GpuWeight,
-    pub wk: GpuWeight,
-    pub wv: GpuWeight,
-    pub wo: GpuWeight,
-    pub ffn_norm: wgpu::Buffer, // f32 [dim]
-    pub w_gate: GpuWeight,
-    pub w_up: GpuWeight,
-    pub w_down: GpuWeight,
-}
-
-pub struct ModelWeights {
-    /// Also the logits matrix when the model ties embeddings (one buffer, used twice).
-    pub token_embd: GpuWeight,
-    pub output: Option<GpuWeight>,
-    pub output_norm: wgpu::Buffer,
-    pub blocks: Vec<BlockWeights>,
-}
-
-impl ModelWeights {
-    pub fn lm_head(&self) -> &GpuWeight {
-        self.output.as_ref().unwrap_or(&self.token_embd)
-    }
-}
 
 /// A line of `mobilellm info`: tensor name, type, GGUF dims.
 #[derive(Debug, Clone)]
@@ -45,10 +21,9 @@ pub struct TensorSummary {
 }
 
 pub struct LoadedModel {
-    pub gpu: Rc<Gpu>,
     pub cfg: ModelConfig,
     pub tokenizer: Tokenizer,
-    pub weights: ModelWeights,
+    pub backend: ModelBackend,
     pub tensors: Vec<TensorSummary>,
     /// `general.name`, if present.
     pub name: Option<String>,
@@ -56,78 +31,136 @@ pub struct LoadedModel {
     pub file_bytes: u64,
 }
 
-impl LoadedModel {
-    /// Parses, validates and uploads a whole GGUF held in memory. Nothing is uploaded before
-    /// the file, config, tensors and tokenizer have all been validated.
-    pub fn load(gpu: Rc<Gpu>, bytes: &[u8]) -> crate::Result<Rc<Self>> {
+/// What every backend needs from the file before it takes the weights: the parsed, validated
+/// config and tokenizer (tensor views are re-made from `file` while the bytes are borrowed).
+struct Parsed {
+    file: GgufFile,
+    cfg: ModelConfig,
+    tokenizer: Tokenizer,
+}
+
+impl Parsed {
+    fn new(bytes: &[u8]) -> crate::Result<Self> {
         let file = GgufFile::parse(bytes)?;
         let cfg = ModelConfig::from_gguf(&file)?;
-        let tensors = ModelTensors::from_gguf(&file, bytes, &cfg)?;
+        // Validates every tensor's presence, shape and bounds before anything is allocated.
+        ModelTensors::from_gguf(&file, bytes, &cfg)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
-        check_fits(&gpu, &tensors)?;
-        let weights = upload(&gpu, &tensors)?;
-        gpu.take_error()?;
-        Ok(Rc::new(LoadedModel {
-            gpu,
-            cfg,
-            tokenizer,
-            weights,
-            tensors: file
+        Ok(Parsed { file, cfg, tokenizer })
+    }
+
+    fn tensors<'a>(&'a self, bytes: &'a [u8]) -> crate::Result<ModelTensors<'a>> {
+        ModelTensors::from_gguf(&self.file, bytes, &self.cfg)
+    }
+
+    fn finish(self, file_bytes: u64, backend: ModelBackend) -> Rc<LoadedModel> {
+        Rc::new(LoadedModel {
+            tensors: self
+                .file
                 .tensors
                 .iter()
                 .map(|t| TensorSummary { name: t.name.clone(), ty: t.ty, dims: t.dims.clone(), bytes: t.n_bytes })
                 .collect(),
-            name: file.get_str("general.name").map(str::to_string),
-            file_bytes: bytes.len() as u64,
-        }))
+            name: self.file.get_str("general.name").map(str::to_string),
+            file_bytes,
+            cfg: self.cfg,
+            tokenizer: self.tokenizer,
+            backend,
+        })
     }
 }
 
-/// Every weight must fit in one storage binding of this device.
-fn check_fits(gpu: &Gpu, t: &ModelTensors<'_>) -> crate::Result<()> {
-    let max = gpu.limits.max_storage_buffer_binding_size as u64;
-    let mut all: Vec<&TensorRef<'_>> = vec![&t.token_embd];
-    all.extend(t.output.iter());
-    for l in &t.layers {
-        all.extend([&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]);
+/// How to load a model: which backend, and its settings.
+#[derive(Clone)]
+pub struct LoadOptions {
+    pub backend: BackendKind,
+    /// GPU backend: precision.
+    pub gpu: GpuOptions,
+    /// CPU backend: threads (0 = what the host offers) and KV-cache element type.
+    pub threads: usize,
+    pub kv_type: KvType,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        // f16 keys and values: half the memory of f32 (what llama.cpp does too).
+        LoadOptions { backend: BackendKind::Auto, gpu: GpuOptions::default(), threads: 0, kv_type: KvType::F16 }
     }
-    for w in all {
-        // The GPU layout is at most 4/3 of the file size (scales widened to f32).
-        let need = (w.data.len() as u64) * 4 / 3 + 64;
-        if need > max {
-            return Err(crate::Error::UnsupportedModel(format!(
-                "tensor {} needs about {need} bytes in one buffer; this GPU allows {max}",
-                w.name
-            )));
+}
+
+impl LoadedModel {
+    /// Loads `bytes` on the backend `opts` asks for. `Auto` takes the GPU when wgpu finds a real
+    /// one, and the CPU backend when there is no adapter or only a software one (lavapipe,
+    /// SwiftShader: CPUs emulating a GPU, far slower than running CPU code).
+    pub async fn open(bytes: Vec<u8>, opts: &LoadOptions) -> crate::Result<Rc<Self>> {
+        let cpu = |bytes| {
+            let threads = if opts.threads == 0 { crate::cpu::backend::default_threads() } else { opts.threads };
+            Self::load_cpu(bytes, Pool::new(threads), opts.kv_type)
+        };
+        match opts.backend {
+            BackendKind::Cpu => cpu(bytes),
+            BackendKind::Gpu => Self::load(Rc::new(Gpu::new(&opts.gpu).await?), &bytes),
+            BackendKind::Auto => match Gpu::new(&opts.gpu).await {
+                Ok(gpu) if !gpu.cpu_like => Self::load(Rc::new(gpu), &bytes),
+                _ => cpu(bytes),
+            },
         }
     }
-    Ok(())
-}
 
-fn norm_buffer(gpu: &Gpu, t: &TensorRef<'_>) -> crate::Result<wgpu::Buffer> {
-    let v = t.to_f32()?;
-    Ok(gpu.storage_buffer_init(t.name, bytemuck::cast_slice(&v)))
-}
-
-fn upload(gpu: &Gpu, t: &ModelTensors<'_>) -> crate::Result<ModelWeights> {
-    let mut blocks = Vec::with_capacity(t.layers.len());
-    for l in &t.layers {
-        blocks.push(BlockWeights {
-            attn_norm: norm_buffer(gpu, &l.attn_norm)?,
-            wq: GpuWeight::from_tensor(gpu, &l.wq)?,
-            wk: GpuWeight::from_tensor(gpu, &l.wk)?,
-            wv: GpuWeight::from_tensor(gpu, &l.wv)?,
-            wo: GpuWeight::from_tensor(gpu, &l.wo)?,
-            ffn_norm: norm_buffer(gpu, &l.ffn_norm)?,
-            w_gate: GpuWeight::from_tensor(gpu, &l.w_gate)?,
-            w_up: GpuWeight::from_tensor(gpu, &l.w_up)?,
-            w_down: GpuWeight::from_tensor(gpu, &l.w_down)?,
-        });
+    /// Parses, validates and uploads a whole GGUF held in memory to the GPU. Nothing is uploaded
+    /// before the file, config, tensors and tokenizer have all been validated.
+    pub fn load(gpu: Rc<Gpu>, bytes: &[u8]) -> crate::Result<Rc<Self>> {
+        let parsed = Parsed::new(bytes)?;
+        let gpu_model = GpuModel::upload(gpu, &parsed.tensors(bytes)?)?;
+        Ok(parsed.finish(bytes.len() as u64, ModelBackend::Gpu(gpu_model)))
     }
-    Ok(ModelWeights {
-        token_embd: GpuWeight::from_tensor(gpu, &t.token_embd)?,
-        output: t.output.as_ref().map(|o| GpuWeight::from_tensor(gpu, o)).transpose()?,
-        output_norm: norm_buffer(gpu, &t.output_norm)?,
-        blocks,
-    })
+
+    /// Parses and validates a whole GGUF held in memory and keeps it, as it is, for the CPU
+    /// backend (the file is the weights: no copy, no f32 conversion), computing on `pool`.
+    pub fn load_cpu(bytes: Vec<u8>, pool: Pool, kv_type: KvType) -> crate::Result<Rc<Self>> {
+        let parsed = Parsed::new(&bytes)?;
+        let layout = CpuWeights::layout(&parsed.tensors(&bytes)?, &bytes)?;
+        let file_bytes = bytes.len() as u64;
+        Ok(parsed.finish(file_bytes, ModelBackend::Cpu(CpuWeights::new(bytes, layout, pool, kv_type))))
+    }
+
+    /// The GPU context, when the WebGPU backend runs this model.
+    pub fn gpu(&self) -> Option<&Rc<Gpu>> {
+        match &self.backend {
+            ModelBackend::Gpu(g) => Some(&g.gpu),
+            ModelBackend::Cpu(_) => None,
+        }
+    }
+
+    /// "webgpu" or "cpu".
+    pub fn backend_name(&self) -> &'static str {
+        match &self.backend {
+            ModelBackend::Gpu(_) => "webgpu",
+            ModelBackend::Cpu(_) => "cpu",
+        }
+    }
+
+    /// Threads computing a step (1 on the GPU backend: the GPU does the work).
+    pub fn threads(&self) -> usize {
+        match &self.backend {
+            ModelBackend::Gpu(_) => 1,
+            ModelBackend::Cpu(w) => w.pool.threads(),
+        }
+    }
+
+    /// A one-line description of what runs the model (adapter, precision; or CPU threads, SIMD).
+    pub fn device_summary(&self) -> String {
+        match &self.backend {
+            ModelBackend::Gpu(g) => g.gpu.adapter_summary(),
+            ModelBackend::Cpu(w) => format!("CPU, {} thread{}, {}", w.pool.threads(), if w.pool.threads() == 1 { "" } else { "s" }, crate::cpu::kernels::simd_name()),
+        }
+    }
+
+    /// Bytes the backend holds for the weights (GPU buffers, or the file kept in memory).
+    pub fn weight_bytes(&self) -> u64 {
+        match &self.backend {
+            ModelBackend::Gpu(g) => g.gpu.allocated_bytes(),
+            ModelBackend::Cpu(w) => w.bytes(),
+        }
+    }
 }

@@ -1,15 +1,15 @@
-//! Session: KV cache, chunked prefill, decode steps (one encoder, one submit each), sampling,
-//! stop conditions, and reuse of the cached prefix between calls (multi-turn chat).
+//! Session: chunked prefill, decode steps, sampling, stop conditions, the context policy, and
+//! reuse of the cached prefix between calls (multi-turn chat). Written once for both backends:
+//! a step (tokens in, KV caches filled, candidates out) is the backend's ([`super::backend`]).
 
 use std::cell::Cell;
 use std::rc::Rc;
 
-use super::clock::now_ms;
-use super::graph::{Graph, MAX_HISTORY};
+use super::backend::{Candidates, Exec, HeadRequest, StepSampling, MAX_HISTORY};
+use super::clock::{now_ms, yield_now};
 use super::stop::{Scan, StopScanner};
 use super::LoadedModel;
 use crate::gpu::ops::topk::MAX_CANDIDATES;
-use crate::gpu::StepParams;
 use crate::sampler::{Candidate, Sampler, SamplingParams};
 use crate::tokenizer::StreamDecoder;
 use crate::{Error, Result};
@@ -96,8 +96,9 @@ pub struct Session {
     pub model: Rc<LoadedModel>,
     /// Tokens whose keys/values are in the cache, in order.
     pub cached: Vec<u32>,
-    pub(super) graph: Graph,
+    pub(super) exec: Exec,
     n_ctx: usize,
+    chunk: usize,
     abort: Rc<Cell<bool>>,
 }
 
@@ -107,10 +108,9 @@ impl Session {
         if opts.prefill_chunk == 0 {
             return Err(Error::InvalidArgument("prefill_chunk must be at least 1".into()));
         }
-        let chunk = opts.prefill_chunk.min(n_ctx) as u32;
-        let graph = Graph::new(&model, n_ctx as u32, chunk);
-        model.gpu.take_error()?;
-        Ok(Session { model, cached: Vec::new(), graph, n_ctx, abort: Rc::new(Cell::new(false)) })
+        let chunk = opts.prefill_chunk.min(n_ctx);
+        let exec = Exec::new(&model, n_ctx, chunk)?;
+        Ok(Session { model, cached: Vec::new(), exec, n_ctx, chunk, abort: Rc::new(Cell::new(false)) })
     }
 
     pub fn n_ctx(&self) -> usize {
@@ -136,56 +136,57 @@ impl Session {
     }
 
     /// Runs `tokens` at positions pos.. in chunks; the last chunk also runs the head with `k`
-    /// candidates and reads them back. Returns (candidates, logsumexp) of the last token.
-    pub(super) async fn prefill(&mut self, tokens: &[u32], params: &SamplingParams, k: u32) -> Result<(Vec<Candidate>, f32)> {
-        let chunk = self.graph.chunk as usize;
-        let gpu = self.model.gpu.clone();
+    /// candidates. Returns (candidates, logsumexp) of the last token.
+    pub(super) async fn prefill(&mut self, tokens: &[u32], params: &SamplingParams, k: u32) -> Result<Candidates> {
+        let chunk = self.chunk;
         let mut last = None;
         for (i, piece) in tokens.chunks(chunk).enumerate() {
             if self.abort.get() {
                 return Err(Error::Aborted);
             }
             let is_last = (i + 1) * chunk >= tokens.len();
-            let pos0 = self.cached.len() as u32;
-            gpu.queue.write_buffer(&self.graph.tokens, 0, bytemuck::cast_slice(piece));
-            let mut step = StepParams::new(pos0, piece.len() as u32);
+            let pos0 = self.cached.len();
             self.cached.extend_from_slice(piece);
             if is_last {
-                self.write_history(&mut step, params);
-                let head = self.graph.head_last(k);
-                self.graph.submit(&gpu, &step, Some((head, 1)));
-                last = Some(self.read_candidates(k).await?);
+                last = Some(self.step_sampled(piece, pos0, params, k).await?.0);
             } else {
-                self.graph.submit(&gpu, &step, None);
+                let model = self.model.clone();
+                self.exec.step(&model, piece, pos0, &HeadRequest::None).await?;
+                // Lets the host deliver an interrupt between chunks (the CPU backend computes
+                // synchronously; in the browser this yields to the worker's event loop).
+                yield_now().await;
             }
         }
         last.ok_or_else(|| Error::InvalidArgument("empty prompt".into()))
     }
 
-    /// Writes the distinct recent tokens for the repetition penalty and the temperature.
-    fn write_history(&self, step: &mut StepParams, params: &SamplingParams) {
-        step.inv_temperature = if params.temperature > 0.0 { 1.0 / params.temperature } else { 1.0 };
-        step.repeat_penalty = params.repeat_penalty;
+    /// One step over `tokens` at pos0.. whose last token's candidates are adjusted by `params`
+    /// (penalty over the recent history, temperature). Also returns the step's (dispatches,
+    /// bytes read back).
+    async fn step_sampled(&mut self, tokens: &[u32], pos0: usize, params: &SamplingParams, k: u32) -> Result<(Candidates, u32, u64)> {
+        let history = self.penalty_history(params);
+        let sampling = StepSampling {
+            inv_temperature: if params.temperature > 0.0 { 1.0 / params.temperature } else { 1.0 },
+            repeat_penalty: params.repeat_penalty,
+            history: &history,
+        };
+        let model = self.model.clone();
+        let out = self.exec.step(&model, tokens, pos0, &HeadRequest::Last { k, sampling: &sampling }).await?;
+        let row = out.candidates.into_iter().next().ok_or_else(|| Error::Gpu("the step returned no candidates".into()))?;
+        Ok((row, out.dispatches, out.readback_bytes))
+    }
+
+    /// The distinct recent tokens the repetition penalty applies to (sorted; empty when off).
+    fn penalty_history(&self, params: &SamplingParams) -> Vec<u32> {
         if params.repeat_penalty == 1.0 || params.repeat_last_n == 0 {
-            step.n_history = 0;
-            return;
+            return Vec::new();
         }
         let n = params.repeat_last_n.min(self.cached.len());
         let mut recent: Vec<u32> = self.cached[self.cached.len() - n..].to_vec();
         recent.sort_unstable();
         recent.dedup();
-        recent.truncate(MAX_HISTORY as usize);
-        self.model.gpu.queue.write_buffer(&self.graph.history, 0, bytemuck::cast_slice(&recent));
-        step.n_history = recent.len() as u32;
-    }
-
-    async fn read_candidates(&self, k: u32) -> Result<(Vec<Candidate>, f32)> {
-        let head = self.graph.head_last(k);
-        let bytes = self.graph.candidate_bytes(head, 1);
-        let raw = self.model.gpu.read_staging(&self.graph.staging, bytes).await?;
-        self.model.gpu.take_error()?;
-        let words: &[u32] = bytemuck::cast_slice(&raw);
-        Ok(parse_row(words, k))
+        recent.truncate(MAX_HISTORY);
+        recent
     }
 
     /// Runs `prompt` (reusing the longest cached prefix), then samples up to max_tokens tokens,
@@ -207,7 +208,6 @@ impl Session {
         self.cached.truncate(common);
         let params = &req.params;
         let k = if params.is_greedy() { 1 } else { (if params.top_k == 0 { MAX_CANDIDATES as usize } else { params.top_k }).min(MAX_CANDIDATES as usize) as u32 };
-        self.graph.ensure_head_last(&self.model, k);
         let mut sampler = Sampler::new(params.clone());
 
         let model = self.model.clone();
@@ -241,7 +241,6 @@ impl Session {
         };
         result.prefill_ms = now_ms() - t0;
         let t_decode = now_ms();
-        let gpu = model.gpu.clone();
         loop {
             let id = if k == 1 { cands.first().map(|c| c.id).unwrap_or(0) } else { sampler.sample(&cands, lse) };
             if result.tokens.is_empty() {
@@ -277,16 +276,22 @@ impl Session {
                 result.finish = FinishReason::ContextFull;
                 break;
             }
-            // One decode step: one encoder, one submit, one small readback.
-            let pos = self.cached.len() as u32;
-            gpu.queue.write_buffer(&self.graph.tokens, 0, bytemuck::bytes_of(&id));
+            // One decode step (GPU: one encoder, one submit, one small readback).
+            let pos = self.cached.len();
             self.cached.push(id);
-            let mut step = StepParams::new(pos, 1);
-            self.write_history(&mut step, params);
-            let head = self.graph.head_last(k);
-            result.dispatches_per_step = self.graph.submit(&gpu, &step, Some((head, 1)));
-            result.readback_bytes_per_step = self.graph.candidate_bytes(head, 1);
-            (cands, lse) = self.read_candidates(k).await?;
+            let ((c, l), dispatches, readback) = match self.step_sampled(&[id], pos, params, k).await {
+                Ok(v) => v,
+                Err(e) => {
+                    // The token whose step failed is not in the cache.
+                    self.cached.truncate(pos);
+                    return Err(e);
+                }
+            };
+            (cands, lse) = (c, l);
+            result.dispatches_per_step = dispatches;
+            result.readback_bytes_per_step = readback;
+            // Lets the host deliver an interrupt (see prefill).
+            yield_now().await;
         }
         let tail = decoder.finish();
         let tail = match stops.push(&tail) {
@@ -312,35 +317,15 @@ impl Session {
         }
         let k = (k.clamp(1, MAX_CANDIDATES as usize)) as u32;
         self.cached.clear();
-        self.graph.ensure_head_all(&self.model, k);
-        let gpu = self.model.gpu.clone();
+        let model = self.model.clone();
         let mut out = Vec::with_capacity(tokens.len());
-        for piece in tokens.chunks(self.graph.chunk as usize) {
-            let pos0 = self.cached.len() as u32;
-            gpu.queue.write_buffer(&self.graph.tokens, 0, bytemuck::cast_slice(piece));
-            let step = StepParams::new(pos0, piece.len() as u32);
+        for piece in tokens.chunks(self.chunk) {
+            let pos0 = self.cached.len();
             self.cached.extend_from_slice(piece);
-            let head = self.graph.head_all(k);
-            self.graph.submit(&gpu, &step, Some((head, piece.len() as u32)));
-            let bytes = self.graph.candidate_bytes(head, piece.len() as u32);
-            let raw = gpu.read_staging(&self.graph.staging, bytes).await?;
-            gpu.take_error()?;
-            let words: &[u32] = bytemuck::cast_slice(&raw);
-            let row = crate::gpu::ops::topk::out_words_per_row(k) as usize;
-            for r in 0..piece.len() {
-                out.push(parse_row(&words[r * row..(r + 1) * row], k).0);
-            }
+            let step = self.exec.step(&model, piece, pos0, &HeadRequest::All { k }).await?;
+            out.extend(step.candidates.into_iter().map(|(c, _)| c));
+            yield_now().await;
         }
         Ok(out)
     }
-}
-
-/// One row of the top-k output: k (id, logit) pairs, then (logsumexp, 0).
-fn parse_row(words: &[u32], k: u32) -> (Vec<Candidate>, f32) {
-    let k = k as usize;
-    let cands = (0..k)
-        .map(|i| Candidate { id: words[2 * i], logit: f32::from_bits(words[2 * i + 1]) })
-        .filter(|c| c.logit.is_finite() || c.logit == f32::NEG_INFINITY)
-        .collect();
-    (cands, f32::from_bits(words[2 * k]))
 }

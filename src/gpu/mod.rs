@@ -1,4 +1,5 @@
-//! GPU side: device, kernels (WGSL in `shaders/`), weights in GPU layout, and ops.
+//! The WebGPU backend: device, kernels (WGSL in `shaders/`), weights in GPU layout, ops, and the
+//! per-session graph that runs a step.
 //!
 //! An [`Op`] is a small record (pipeline, bind group, how many workgroups) built once when a
 //! session is created; a forward pass is a list of ops encoded into ONE compute pass. Per-step
@@ -6,15 +7,20 @@
 //! `@group(0) @binding(0)` of every kernel, so nothing is created per token.
 
 mod context;
+mod graph;
 mod kernel;
+mod model;
 mod op;
+mod profile;
 mod step;
 mod repack;
 mod weights;
 pub mod ops;
 
 pub use context::{Gpu, GpuOptions, Precision};
+pub use graph::Graph;
 pub use kernel::{Kernel, ShaderFeatures};
+pub use model::{GpuModel, GpuTensor};
 pub use op::{Dispatch, Op};
 pub use step::{StepParams, TokenCount};
 pub use repack::{concat_rows, interleave_rows, repack_for_gpu, GpuLayout};

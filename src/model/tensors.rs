@@ -3,6 +3,7 @@
 //! attn_v, attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down}.weight
 
 use crate::gguf::GgufFile;
+use crate::model::layer::{Global, Layer, Role, Weights};
 use crate::model::ModelConfig;
 use crate::quant::GgmlType;
 use crate::Error;
@@ -25,27 +26,11 @@ impl TensorRef<'_> {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct LayerTensors<'a> {
-    pub attn_norm: TensorRef<'a>, // [dim]
-    pub wq: TensorRef<'a>,        // [q_dim, dim]
-    pub wk: TensorRef<'a>,        // [kv_dim, dim]
-    pub wv: TensorRef<'a>,        // [kv_dim, dim]
-    pub wo: TensorRef<'a>,        // [dim, q_dim]
-    pub ffn_norm: TensorRef<'a>,  // [dim]
-    pub w_gate: TensorRef<'a>,    // [ffn_dim, dim]
-    pub w_up: TensorRef<'a>,      // [ffn_dim, dim]
-    pub w_down: TensorRef<'a>,    // [dim, ffn_dim]
-}
+/// One block's tensors as views into the file.
+pub type LayerTensors<'a> = Layer<TensorRef<'a>>;
 
-#[derive(Debug, Clone)]
-pub struct ModelTensors<'a> {
-    pub token_embd: TensorRef<'a>,     // [n_vocab, dim]
-    pub output_norm: TensorRef<'a>,    // [dim]
-    /// None when tied: the logits use token_embd.
-    pub output: Option<TensorRef<'a>>, // [n_vocab, dim]
-    pub layers: Vec<LayerTensors<'a>>, // n_layers unique blocks
-}
+/// Every tensor of the model as views into the file.
+pub type ModelTensors<'a> = Weights<TensorRef<'a>>;
 
 impl<'a> ModelTensors<'a> {
     /// Finds and shape-checks every tensor the config needs.
@@ -60,32 +45,14 @@ impl<'a> ModelTensors<'a> {
             Ok(TensorRef { name: &t.name, ty: t.ty, rows, cols, data })
         };
         let layers = (0..cfg.n_layers)
-            .map(|i| {
-                let b = |s: &str| get(&format!("blk.{i}.{s}.weight"));
-                Ok(LayerTensors {
-                    attn_norm: b("attn_norm")?,
-                    wq: b("attn_q")?,
-                    wk: b("attn_k")?,
-                    wv: b("attn_v")?,
-                    wo: b("attn_output")?,
-                    ffn_norm: b("ffn_norm")?,
-                    w_gate: b("ffn_gate")?,
-                    w_up: b("ffn_up")?,
-                    w_down: b("ffn_down")?,
-                })
-            })
+            .map(|i| Layer::try_build(|role| get(&format!("blk.{i}.{}.weight", role.gguf_suffix()))))
             .collect::<crate::Result<Vec<_>>>()?;
-        Ok(ModelTensors {
-            token_embd: get("token_embd.weight")?,
-            output_norm: get("output_norm.weight")?,
-            output: if cfg.tied_embeddings { None } else { Some(get("output.weight")?) },
+        Ok(Weights {
+            token_embd: get(Global::TokenEmbd.gguf_name())?,
+            output_norm: get(Global::OutputNorm.gguf_name())?,
+            output: if cfg.tied_embeddings { None } else { Some(get(Global::Output.gguf_name())?) },
             layers,
         })
-    }
-
-    /// The matrix used for the logits (output.weight, or token_embd when tied).
-    pub fn lm_head(&self) -> &TensorRef<'a> {
-        self.output.as_ref().unwrap_or(&self.token_embd)
     }
 }
 
@@ -105,24 +72,15 @@ fn matrix_shape(dims: &[u64]) -> Option<(usize, usize)> {
 
 /// (name, rows, cols, is a norm vector) for every tensor a model with this config must have.
 pub(crate) fn expected_tensors(cfg: &ModelConfig) -> Vec<(String, usize, usize, bool)> {
-    let (d, q, kv, f, v) = (cfg.dim, cfg.q_dim(), cfg.kv_dim(), cfg.ffn_dim, cfg.n_vocab);
-    let mut out = vec![("token_embd.weight".to_string(), v, d, false), ("output_norm.weight".to_string(), 1, d, true)];
+    let (d, v) = (cfg.dim, cfg.n_vocab);
+    let mut out = vec![(Global::TokenEmbd.gguf_name().to_string(), v, d, false), (Global::OutputNorm.gguf_name().to_string(), 1, d, true)];
     if !cfg.tied_embeddings {
-        out.push(("output.weight".to_string(), v, d, false));
+        out.push((Global::Output.gguf_name().to_string(), v, d, false));
     }
     for i in 0..cfg.n_layers {
-        for (s, rows, cols, norm) in [
-            ("attn_norm", 1, d, true),
-            ("attn_q", q, d, false),
-            ("attn_k", kv, d, false),
-            ("attn_v", kv, d, false),
-            ("attn_output", d, q, false),
-            ("ffn_norm", 1, d, true),
-            ("ffn_gate", f, d, false),
-            ("ffn_up", f, d, false),
-            ("ffn_down", d, f, false),
-        ] {
-            out.push((format!("blk.{i}.{s}.weight"), rows, cols, norm));
+        for role in Role::ALL {
+            let (rows, cols) = role.shape(cfg);
+            out.push((format!("blk.{i}.{}.weight", role.gguf_suffix()), rows, cols, role.is_norm()));
         }
     }
     out

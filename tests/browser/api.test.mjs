@@ -1,11 +1,11 @@
 // The JS API without the chat page: errors by name, download cache behaviour, interrupt, abort by
 // signal, context overflow, unload. A blank page on the server's origin imports /mobilellm.js.
-//   node tests/browser/api.test.mjs
+//   MOBILELLM_TEST_ENGINE=webgpu|cpu-1|cpu-2 node tests/browser/api.test.mjs   (lib.mjs ENGINE)
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
-import { serveWww, serveBad, launch, attachLogs, weightRequests, MODEL_PATH, MODEL_URL_PATH } from './lib.mjs';
+import { serveWww, serveBad, launch, attachLogs, weightRequests, blankPage, ENGINE, MODEL_PATH, MODEL_URL_PATH } from './lib.mjs';
 
 let srv, bad, browser, page;
 const MODEL_SIZE = statSync(MODEL_PATH).size;
@@ -16,7 +16,7 @@ before(async () => {
   browser = await launch();
   page = await browser.ctx.newPage();
   attachLogs(page, browser.logs);
-  await page.goto(`${srv.url}/__test/blank.html`);
+  await page.goto(blankPage(srv));
   await page.waitForFunction(() => window.apiReady === true);
 });
 
@@ -117,6 +117,7 @@ test('generation: shape, interrupt, abort by signal, ContextFull, unload', async
     const out = {};
     const llm = await MobileLLM.load(url);
     window.llm = llm;
+    out.engine = llm.loadStats.engine;
     const user = (content) => [{ role: 'user', content }];
 
     // Non-streaming: the OpenAI response shape.
@@ -188,6 +189,8 @@ test('generation: shape, interrupt, abort by signal, ContextFull, unload', async
     return out;
   }, url);
 
+  assert.equal(r.engine.backend, ENGINE.backend, 'the suite runs the engine it names');
+  assert.equal(r.engine.threads, ENGINE.threads);
   const p = r.plain;
   assert.equal(p.object, 'chat.completion');
   assert.equal(p.choices[0].message.role, 'assistant');

@@ -1,13 +1,15 @@
-// The chat page end to end in headless Chromium (SwiftShader WebGPU), against the native CLI:
-// greedy tokens equal the CLI's up to the first near-tie, a second turn reuses the KV cache,
+// The chat page end to end in headless Chromium, against the native CLI on the same backend:
+// greedy tokens equal the CLI's (WebGPU on SwiftShader: up to the first near-tie; the CPU backend:
+// all of them, its kernels are bit-identical across hosts), a second turn reuses the KV cache,
 // reload loads from the cache with no weight request, the stop button stops within a second,
-// screenshots at desktop and phone widths, and the no-WebGPU message.
-//   node tests/browser/chat.test.mjs        (needs target/ci/mobilellm and www/pkg)
+// screenshots at desktop and phone widths, switching backends, and a browser without WebGPU.
+//   MOBILELLM_TEST_ENGINE=webgpu|cpu-1|cpu-2 node tests/browser/chat.test.mjs
+//   (needs target/ci/mobilellm and the wasm builds in www/pkg*)
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { openPage, closePage, weightRequests, outDir, cli, margins, compareUpToNearTie, MODEL_PATH, sendMessage, setSettings as setPageSettings, waitStatus as waitPageStatus } from './lib.mjs';
+import { openPage, closePage, weightRequests, outDir, cli, margins, compareUpToNearTie, ENGINE, MODEL_PATH, sendMessage, setSettings as setPageSettings, waitStatus as waitPageStatus } from './lib.mjs';
 
 // Chosen because the native greedy reply has no near-tie in its first 48 tokens (smallest top-2
 // margin 0.15 logit), so all 48 tokens are compared.
@@ -40,8 +42,10 @@ async function waitMidReply(chars) {
   }, chars, { timeout: 600_000, polling: 50 });
 }
 
-test('the page loads SmolLM2 and streams a greedy reply equal to the native CLI up to the first near-tie', async () => {
-  await page.goto(srv.url);
+const PAGE = () => `${srv.url}/?${ENGINE.query}`;
+
+test(`the page loads SmolLM2 and streams a greedy reply equal to the native CLI (${ENGINE.name})`, async () => {
+  await page.goto(PAGE());
   await page.waitForSelector('#load-button:not([disabled])');
   assert.equal(await page.isVisible('#no-webgpu'), false);
   const t0 = Date.now();
@@ -52,6 +56,9 @@ test('the page loads SmolLM2 and streams a greedy reply equal to the native CLI 
   assert.equal(weightRequests(srv).length, 1);
   const load = await page.evaluate(() => window.__app.loadStats);
   assert.equal(load.fromCache, false);
+  assert.equal(load.engine.backend, ENGINE.backend);
+  assert.equal(load.engine.threads, ENGINE.threads);
+  assert.match(await page.textContent('#model-chip'), ENGINE.backend === 'cpu' ? new RegExp(`CPU ×${ENGINE.threads}`) : /GPU/);
 
   await setSettings({ temperature: 0, top_p: 1, max_tokens: N });
   await send(PROMPT);
@@ -66,13 +73,22 @@ test('the page loads SmolLM2 and streams a greedy reply equal to the native CLI 
   timings.decode_tok_s = res.timings.decode_tokens_per_s;
   timings.prefill_tok_s = res.timings.prefill_tokens_per_s;
 
-  // The native reference on the same f32 arithmetic as SwiftShader (no f16 there).
-  const ref = cli(['generate', '--model', MODEL_PATH, '--chat', '--prompt', PROMPT, '--temperature', '0', '--json', '--f32', '-n', String(N)]);
+  // The native reference on the same backend (WebGPU: the f32 path, as SwiftShader has no f16).
+  const ref = cli(['generate', '--model', MODEL_PATH, '--chat', '--prompt', PROMPT, '--temperature', '0', '--json', '-n', String(N)]);
   assert.deepEqual(res.debug.prompt_token_ids, ref.prompt_tokens, 'same chat template and tokenizer');
-  const all = [...ref.prompt_tokens, ...ref.tokens];
-  const logits = cli(['logits', '--model', MODEL_PATH, '--prompt-tokens', all.join(','), '--top', '2', '--f32', '--json']);
-  const m = margins(logits.positions.map((p) => p.top)).slice(ref.prompt_tokens.length - 1);
+  const stats = await page.locator('.msg.assistant .stats').last().textContent();
+  assert.match(stats, /tok\/s/);
+  assert.match(stats, /first token/);
   const got = res.debug.completion_token_ids;
+  if (ENGINE.backend === 'cpu') {
+    // The same kernels natively and in wasm give the same bits: every token must agree.
+    assert.deepEqual(got, ref.tokens, 'browser and native CPU greedy tokens differ');
+    assert.equal(shown, ref.text);
+    return;
+  }
+  const all = [...ref.prompt_tokens, ...ref.tokens];
+  const logits = cli(['logits', '--model', MODEL_PATH, '--prompt-tokens', all.join(','), '--top', '2', '--json']);
+  const m = margins(logits.positions.map((p) => p.top)).slice(ref.prompt_tokens.length - 1);
   const cmp = compareUpToNearTie(got, ref.tokens, m);
   console.log(`browser: ${JSON.stringify(shown.slice(0, 80))}…  compared ${cmp.checked} tokens` +
     (cmp.stoppedAtTie !== null ? ` (near-tie at ${cmp.stoppedAtTie}, margin ${m[cmp.stoppedAtTie].toFixed(3)})` : ''));
@@ -81,9 +97,6 @@ test('the page loads SmolLM2 and streams a greedy reply equal to the native CLI 
   assert.ok(got.length >= 32, `reply has ${got.length} tokens`);
   // When every token agrees, the page shows exactly the CLI's text (streamed deltas add up).
   if (cmp.checked === ref.tokens.length && got.length === ref.tokens.length) assert.equal(shown, ref.text);
-  const stats = await page.locator('.msg.assistant .stats').last().textContent();
-  assert.match(stats, /tok\/s/);
-  assert.match(stats, /first token/);
 });
 
 test('a second turn reuses the cached first turn (no re-prefill)', async () => {
@@ -154,14 +167,42 @@ test('phone width: readable layout, output as text, screenshot mid-reply', async
   assert.equal(await page.evaluate(() => window.pwned), undefined);
 });
 
-test('without WebGPU the page says so clearly', async () => {
+test('without WebGPU the page says so and runs the model on the CPU', async () => {
   const p2 = await browser.ctx.newPage();
   await p2.addInitScript(() => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined, configurable: true }));
   await p2.setViewportSize({ width: 390, height: 844 });
-  await p2.goto(srv.url);
+  await p2.goto(`${srv.url}/?backend=auto`);
   await p2.waitForSelector('#no-webgpu:not([hidden])');
-  assert.match(await p2.textContent('#no-webgpu'), /WebGPU is not available/);
-  assert.equal(await p2.isDisabled('#load-button'), true);
+  assert.match(await p2.textContent('#no-webgpu'), /WebGPU is not available.*runs on the CPU/s);
+  assert.equal(await p2.isDisabled('#backend option[value=webgpu]'), true);
+  // The model is cached in this browser, so the page reopens it by itself; otherwise load it.
+  await p2.waitForFunction(() => ['idle', 'ready'].includes(document.body.dataset.status) && !document.querySelector('#load-button').disabled || document.body.dataset.status === 'ready', null, { timeout: 120_000 });
+  if ((await p2.evaluate(() => document.body.dataset.status)) !== 'ready') {
+    await p2.click('#load-button');
+    await waitPageStatus(p2, 'ready');
+  }
+  assert.equal(await p2.evaluate(() => window.__app.loadStats.engine.backend), 'cpu');
+  assert.match(await p2.textContent('#model-chip'), /CPU/);
   await p2.screenshot({ path: path.join(outDir(), 'no-webgpu-phone.png') });
   await p2.close();
+});
+
+test('a person can switch the backend from the page; the conversation stays', { skip: ENGINE.name !== 'cpu-2' && 'runs in the cpu-2 suite' }, async () => {
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.goto(srv.url); // no ?backend: the page's own setting
+  await waitStatus('ready');
+  const msgs = await page.locator('.msg').count();
+  for (const [backend, chip] of [['webgpu', /· GPU/], ['cpu', /· CPU ×/]]) {
+    if (await page.evaluate(() => document.querySelector('#model-panel').classList.contains('collapsed'))) await page.click('#open-model');
+    await page.selectOption('#backend', backend);
+    await page.click('#load-button');
+    await waitStatus('ready');
+    assert.equal(await page.evaluate(() => window.__app.loadStats.engine.backend), backend);
+    assert.match(await page.textContent('#model-chip'), chip);
+    assert.equal(await page.locator('.msg').count(), msgs, 'conversation kept');
+  }
+  // The choice is remembered across reloads.
+  await page.reload();
+  await waitStatus('ready');
+  assert.equal(await page.evaluate(() => window.__app.loadStats.engine.backend), 'cpu');
 });

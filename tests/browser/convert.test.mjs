@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { openPage, closePage, sendMessage, setSettings, waitStatus as waitPageStatus, cli, ROOT } from './lib.mjs';
+import { openPage, closePage, sendMessage, setSettings, waitStatus as waitPageStatus, cli, blankPage, ENGINE, ROOT } from './lib.mjs';
 import { serveHub } from './hub.mjs';
 import { resolveModelSource, describeCacheKey } from '../../www/hf.js';
 
@@ -151,7 +151,7 @@ test('model names: repositories, hub URLs, checkpoint folders and GGUF URLs are 
 });
 
 test('the chat page loads a MobileLLM-LS repository by name, converts it in the browser, and completes like the native CLI', async () => {
-  await page.goto(`${srv.url}/?hub=${encodeURIComponent(hub.url)}`);
+  await page.goto(`${srv.url}/?hub=${encodeURIComponent(hub.url)}&${ENGINE.query}`);
   await page.waitForSelector('#load-button:not([disabled])');
   // Greedy, a few tokens (the settings dialog, as a user would).
   await setSettings(page, { temperature: 0, top_p: 1, max_tokens: N });
@@ -222,7 +222,7 @@ test('a reload uses the cached conversion: no request to the Hub, same tokens; c
 });
 
 test('cancelling a conversion rejects with Aborted at once and caches nothing', async () => {
-  await page.goto(`${srv.url}/__test/blank.html`);
+  await page.goto(blankPage(srv));
   await page.waitForFunction(() => window.apiReady === true);
   const keysBefore = await cachedKeys();
   const r = await page.evaluate(async ([hubUrl]) => {
@@ -249,7 +249,7 @@ test('cancelling a conversion rejects with Aborted at once and caches nothing', 
 });
 
 test('the API converts a sharded safetensors repository to Q4_1 and completes like the native CLI', async () => {
-  await page.goto(`${srv.url}/__test/blank.html`);
+  await page.goto(blankPage(srv));
   await page.waitForFunction(() => window.apiReady === true);
   const r = await page.evaluate(async ([repo, hubUrl, prompt, n]) => {
     const phases = new Set();
@@ -322,7 +322,7 @@ test('401, missing files and unsupported checkpoints give typed errors and leave
 test('the chat page keeps the token in localStorage only, and explains a gated repository', async () => {
   // Same origin as the chat page: forget the last model so the page does not reopen it.
   await page.evaluate(() => localStorage.removeItem('mobilellm.model.v1'));
-  await page.goto(`${srv.url}/?hub=${encodeURIComponent(hub.url)}`);
+  await page.goto(`${srv.url}/?hub=${encodeURIComponent(hub.url)}&${ENGINE.query}`);
   await page.waitForSelector('#load-button:not([disabled])');
   const before = hub.requests.length;
   await page.check('input[name=model-source][value=url]');

@@ -17,6 +17,26 @@ export const MODEL_NAME = 'SmolLM2-135M-Instruct.Q4_1.gguf';
 export const MODEL_PATH = path.join(ROOT, 'www/models', MODEL_NAME);
 export const MODEL_URL_PATH = `/models/${MODEL_NAME}`;
 
+/**
+ * The engine a suite tests, from MOBILELLM_TEST_ENGINE: `webgpu` (default: WebGPU on SwiftShader,
+ * f32) or `cpu-N` (the CPU backend on N threads). `load` is what the suites pass to MobileLLM.load,
+ * `query` what the pages read from their URL, `cli` the native reference's matching flags.
+ */
+export const ENGINE = parseEngine(process.env.MOBILELLM_TEST_ENGINE || 'webgpu');
+
+function parseEngine(name) {
+  if (name === 'webgpu') {
+    return { name, backend: 'webgpu', threads: 1, load: { backend: 'webgpu' }, query: 'backend=webgpu', cli: ['--backend', 'gpu', '--f32'] };
+  }
+  const m = /^cpu-(\d+)$/.exec(name);
+  if (!m) throw new Error(`MOBILELLM_TEST_ENGINE=${name}: use webgpu or cpu-N`);
+  const threads = Number(m[1]);
+  return { name, backend: 'cpu', threads, load: { backend: 'cpu', threads }, query: `backend=cpu&threads=${threads}`, cli: ['--backend', 'cpu', '--threads', String(threads)] };
+}
+
+/** The blank API page with the suite's engine as MobileLLM.load's defaults. */
+export const blankPage = (srv) => `${srv.url}/__test/blank.html?${ENGINE.query}`;
+
 // From TOOLCHAIN.md: WebGPU on SwiftShader in headless Chromium.
 const CHROMIUM_ARGS = [
   '--headless=new', '--no-sandbox', '--disable-gpu-sandbox', '--disable-quic', '--no-first-run',
@@ -103,8 +123,9 @@ export function outDir() {
   return OUT;
 }
 
-/** The native CLI (release build, f32 path like SwiftShader's). */
+/** The native CLI (`ci` build). Model commands get the suite's engine flags (ENGINE.cli). */
 export function cli(args) {
+  if (['generate', 'logits', 'bench', 'info'].includes(args[0]) && !args.includes('--backend')) args = [...args, ...ENGINE.cli];
   const bin = process.env.MOBILELLM_CLI || path.join(ROOT, 'target/ci/mobilellm');
   const out = execFileSync(bin, args, {
     encoding: 'utf8', maxBuffer: 64 << 20, timeout: 600_000,

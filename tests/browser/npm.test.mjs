@@ -1,8 +1,9 @@
 // The npm package as a user gets it: `./build.sh pack` makes the tarball, a scratch app under
 // target/ installs it (offline: the tarball has no dependencies), then
 //   - its declarations type-check a strict sample that uses the whole API, and reject a wrong one;
-//   - `vite build` with no configuration bundles it, and the built app streams a greedy reply in
-//     headless Chromium equal to the native CLI's;
+//   - `vite build` with no configuration bundles it (every engine build, both workers), and the
+//     built app streams a greedy reply in headless Chromium equal to the native CLI's, on WebGPU
+//     and on the CPU backend with 2 threads (the built app is served with COOP/COEP);
 //   - a plain HTML page imports the installed entry with <script type="module"> (no bundler), same;
 //   - workerUrl / wasmUrl point it at files hosted elsewhere.
 //   node --test tests/browser/npm.test.mjs   (needs www/pkg, www/models/, target/ci/mobilellm)
@@ -18,6 +19,12 @@ import { ROOT, MODEL_PATH, MODEL_URL_PATH, serveWww, launch, attachLogs, cli, ma
 // The chat test's prompt: the native greedy reply has no near-tie in its first 48 tokens.
 const PROMPT = 'What are the benefits of regular exercise?';
 const N = 5;
+const BUILDS = ['pkg', 'pkg-relaxed', 'pkg-mt', 'pkg-mt-relaxed'];
+// The backends each page generates with: [tag, load options, the native CLI's matching flags].
+const ENGINES = [
+  ['webgpu', { backend: 'webgpu' }, ['--backend', 'gpu', '--f32']],
+  ['cpu', { backend: 'cpu', threads: 2 }, ['--backend', 'cpu', '--threads', '2']],
+];
 const FIXTURES = path.join(ROOT, 'tests/browser/npm');
 const SCRATCH = path.join(ROOT, 'target/npm-test');
 const BIN = path.join(ROOT, 'node_modules/.bin');
@@ -63,7 +70,8 @@ after(async () => {
 
 test('the tarball holds the runtime, the wasm, declarations, README and LICENSE, and nothing of the page', () => {
   const files = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).trim().split('\n').map((f) => f.replace(/^package\//, '')).sort();
-  for (const f of ['LICENSE', 'README.md', 'index.d.ts', 'package.json', 'mobilellm.js', 'worker.js', 'protocol.js', 'cache.js', 'pkg/mobilellm_web.js', 'pkg/mobilellm_web_bg.wasm']) {
+  const builds = BUILDS.flatMap((b) => [`${b}/mobilellm_web.js`, `${b}/mobilellm_web_bg.wasm`]);
+  for (const f of ['LICENSE', 'README.md', 'index.d.ts', 'package.json', 'mobilellm.js', 'worker.js', 'pool-worker.js', 'engine-variants.js', 'protocol.js', 'cache.js', ...builds]) {
     assert.ok(files.includes(f), `${f} missing from ${files}`);
   }
   // The package is the module graph of mobilellm.js (www/npm/assemble.mjs): none of the chat page's files.
@@ -89,15 +97,17 @@ test('the tarball holds the runtime, the wasm, declarations, README and LICENSE,
   assert.deepEqual(pkg.exports['.'], { types: './index.d.ts', default: './mobilellm.js' });
   // Worker entry points run on load: they are the package's only side effects, and all of them are declared.
   const workers = new Set();
-  for (const f of files.filter((x) => x.endsWith('.js') && !x.startsWith('pkg/'))) {
+  for (const f of files.filter((x) => x.endsWith('.js') && !x.startsWith('pkg'))) {
     for (const m of readFileSync(path.join(pkgDir, f), 'utf8').matchAll(/new Worker\(new URL\('\.\/([^']+)', import\.meta\.url\)/g)) workers.add(`./${m[1]}`);
   }
-  assert.ok(workers.has('./worker.js'));
+  assert.ok(workers.has('./worker.js') && workers.has('./pool-worker.js'), [...workers].join());
   assert.deepEqual([...pkg.sideEffects].sort(), [...workers].sort());
   assert.equal(pkg.private, undefined, 'publishable');
   assert.match(readFileSync(path.join(pkgDir, 'LICENSE'), 'utf8'), /Apache License\s+Version 2\.0/);
-  // The wasm is the one built into www/pkg, byte for byte.
-  assert.ok(readFileSync(path.join(pkgDir, 'pkg/mobilellm_web_bg.wasm')).equals(readFileSync(path.join(ROOT, 'www/pkg/mobilellm_web_bg.wasm'))));
+  // Each build's wasm is the one built into www/, byte for byte.
+  for (const b of BUILDS) {
+    assert.ok(readFileSync(path.join(pkgDir, `${b}/mobilellm_web_bg.wasm`)).equals(readFileSync(path.join(ROOT, `www/${b}/mobilellm_web_bg.wasm`))), b);
+  }
   // The README's quick start is at most ten lines.
   const quick = quickStart();
   assert.ok(quick.split('\n').length <= 10, `quick start has ${quick.split('\n').length} lines`);
@@ -147,7 +157,7 @@ test('tsc rejects the wrong sample, with an error on exactly the marked lines', 
   assert.deepEqual(lines, marked, r.out);
 });
 
-test('vite build with no config emits the worker and the .wasm as assets', () => {
+test('vite build with no config emits both workers and every build\'s .wasm as assets', () => {
   const t0 = Date.now();
   const r = run(path.join(BIN, 'vite'), ['build', '--logLevel', 'warn'], SCRATCH);
   timings.vite_build_ms = elapsed(t0);
@@ -155,10 +165,14 @@ test('vite build with no config emits the worker and the .wasm as assets', () =>
   // Vite warns (and leaves the URL as is) when it cannot resolve a new URL(..., import.meta.url).
   assert.doesNotMatch(r.out, /import\.meta\.url|doesn't exist at build time|will remain unchanged/, r.out);
   const assets = readdirSync(path.join(SCRATCH, 'dist/assets'));
-  const wasm = assets.filter((f) => f.endsWith('.wasm'));
-  assert.equal(wasm.length, 1, `assets: ${assets}`);
-  assert.ok(readFileSync(path.join(SCRATCH, 'dist/assets', wasm[0])).equals(readFileSync(path.join(pkgDir, 'pkg/mobilellm_web_bg.wasm'))));
+  const wasm = assets.filter((f) => f.endsWith('.wasm')).map((f) => readFileSync(path.join(SCRATCH, 'dist/assets', f)));
+  assert.equal(wasm.length, BUILDS.length, `assets: ${assets}`);
+  for (const b of BUILDS) {
+    const want = readFileSync(path.join(pkgDir, `${b}/mobilellm_web_bg.wasm`));
+    assert.ok(wasm.some((w) => w.equals(want)), `${b}'s wasm is not among the assets`);
+  }
   assert.ok(assets.some((f) => /^worker.*\.js$/.test(f)), `no worker chunk in ${assets}`);
+  assert.ok(assets.some((f) => /^pool-worker.*\.js$/.test(f)), `no pool-worker chunk in ${assets}`);
 });
 
 /** Waits for the page's module script to finish; on failure says why (the page's errors). */
@@ -170,8 +184,17 @@ async function waitReady(page) {
   }
 }
 
-/** Opens `url`, waits for the app, runs one greedy streamed chat; checks it against the CLI. */
+/**
+ * Opens `url`, waits for the app, runs one greedy streamed chat on each engine; checks each against
+ * the CLI on the same backend (WebGPU up to a near-tie; the CPU backend token for token).
+ */
 async function chatThrough(url, tag) {
+  const out = {};
+  for (const [engine, opts, flags] of ENGINES) out[engine] = await chatOnce(url, `${tag}_${engine}`, opts, flags);
+  return out;
+}
+
+async function chatOnce(url, tag, loadOptions, flags) {
   browser ??= await launch();
   models ??= await serveWww();
   const page = await browser.ctx.newPage();
@@ -181,10 +204,12 @@ async function chatThrough(url, tag) {
     await waitReady(page);
     assert.equal(await page.evaluate(() => window.webgpu), true, 'hasWebGPU()');
     const model = `${models.url}${MODEL_URL_PATH}`;
-    const r = await page.evaluate((o) => window.runChat(o), { model, prompt: PROMPT, maxTokens: N });
+    const r = await page.evaluate((o) => window.runChat(o), { model, prompt: PROMPT, maxTokens: N, ...loadOptions });
     timings[`${tag}_load_ms`] = Math.round(r.loadMs);
     timings[`${tag}_generate_ms`] = Math.round(r.genMs);
-    const ref = reference();
+    assert.equal(r.info.backend, loadOptions.backend);
+    if (loadOptions.threads) assert.equal(r.info.threads, loadOptions.threads, 'the pool started (the page is cross-origin isolated)');
+    const ref = reference(flags);
     console.log(`${tag}: ${JSON.stringify(r.text)} in ${r.deltas} deltas (load ${Math.round(r.loadMs)} ms, generate ${Math.round(r.genMs)} ms); native ${JSON.stringify(ref.text)}`);
     assert.equal(r.info.arch, 'Llama');
     assert.deepEqual(r.phases.slice(-2), ['compile', 'ready']);
@@ -192,6 +217,7 @@ async function chatThrough(url, tag) {
     assert.equal(r.finishReason, 'length');
     assert.equal(r.usage.completion_tokens, N);
     assert.deepEqual(r.promptIds, ref.prompt_tokens, 'same chat template and tokenizer');
+    if (loadOptions.backend === 'cpu') assert.deepEqual(r.ids, ref.tokens, 'CPU backend: browser and native tokens differ');
     const cmp = compareUpToNearTie(r.ids, ref.tokens, ref.margins);
     assert.equal(cmp.mismatch, null, `token ${cmp.mismatch} differs: ${r.ids} vs native ${ref.tokens}`);
     assert.equal(cmp.checked, N, `near-tie at ${cmp.stoppedAtTie}: pick a prompt without an early tie`);
@@ -203,17 +229,18 @@ async function chatThrough(url, tag) {
   }
 }
 
-let refCache = null;
-/** The native CLI's greedy reply on the f32 path (SwiftShader has no f16), with top-2 margins. */
-function reference() {
-  if (refCache) return refCache;
+const refCache = new Map();
+/** The native CLI's greedy reply with `flags` (the backend; WebGPU's f32 path, as SwiftShader has no f16), with top-2 margins. */
+function reference(flags) {
+  const key = flags.join(' ');
+  if (refCache.has(key)) return refCache.get(key);
   const t0 = Date.now();
-  const ref = cli(['generate', '--model', MODEL_PATH, '--chat', '--prompt', PROMPT, '--temperature', '0', '--json', '--f32', '-n', String(N)]);
+  const ref = cli(['generate', '--model', MODEL_PATH, '--chat', '--prompt', PROMPT, '--temperature', '0', '--json', '-n', String(N), ...flags]);
   const all = [...ref.prompt_tokens, ...ref.tokens];
-  const logits = cli(['logits', '--model', MODEL_PATH, '--prompt-tokens', all.join(','), '--top', '2', '--f32', '--json']);
-  timings.native_reference_ms = elapsed(t0);
-  refCache = { ...ref, margins: margins(logits.positions.map((p) => p.top)).slice(ref.prompt_tokens.length - 1) };
-  return refCache;
+  const logits = cli(['logits', '--model', MODEL_PATH, '--prompt-tokens', all.join(','), '--top', '2', '--json', ...flags]);
+  timings[`native_reference_ms ${key}`] = elapsed(t0);
+  refCache.set(key, { ...ref, margins: margins(logits.positions.map((p) => p.top)).slice(ref.prompt_tokens.length - 1) });
+  return refCache.get(key);
 }
 
 test('the Vite-built app loads SmolLM2 and streams the native CLI\'s greedy reply', async () => {
@@ -235,7 +262,8 @@ test('a plain <script type="module"> page imports the installed package and stre
   try {
     await chatThrough(`${site.url}/plain.html`, 'plain');
     const got = site.requests.filter((q) => q.status === 200).map((q) => q.path);
-    for (const f of ['mobilellm.js', 'worker.js', 'pkg/mobilellm_web.js', 'pkg/mobilellm_web_bg.wasm']) {
+    // WebGPU ran the one-thread build; the CPU backend the threaded relaxed-SIMD one, with its pool worker.
+    for (const f of ['mobilellm.js', 'worker.js', 'pool-worker.js', 'pkg/mobilellm_web.js', 'pkg/mobilellm_web_bg.wasm', 'pkg-mt-relaxed/mobilellm_web_bg.wasm']) {
       assert.ok(got.includes(`/node_modules/mobilellm-web/${f}`), `${f} not requested: ${got}`);
     }
   } finally {

@@ -8,7 +8,8 @@
 //   4. the page's Delete control removes the cached model and the offline state says so.
 // The site is a copy of www/ in a temp dir (the test changes files in it), served on one port all
 // along: the service worker and the caches belong to that origin.
-//   node tests/browser/pwa.test.mjs        (needs www/pkg and www/models: ./build.sh && ./build.sh fetch-model)
+//   MOBILELLM_TEST_ENGINE=webgpu|cpu-2 node tests/browser/pwa.test.mjs
+//   (needs www/pkg* and www/models: ./build.sh && ./build.sh fetch-model)
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startServer } from '../../www/serve.mjs';
 import { writePrecache } from '../../scripts/precache.mjs';
-import { ROOT, MODEL_PATH, launch, attachLogs, weightRequests, outDir, sendMessage, setSettings, waitStatus as waitPageStatus } from './lib.mjs';
+import { ROOT, ENGINE, MODEL_PATH, launch, attachLogs, weightRequests, outDir, sendMessage, setSettings, waitStatus as waitPageStatus } from './lib.mjs';
 
 const PROMPT = 'What is the capital of France?';
 const N = 3; // greedy tokens per reply: about 5 s each on SwiftShader
@@ -81,7 +82,7 @@ async function ask(text) {
 test('online: installable, the service worker precaches the build, the model is cached, "available offline"', async () => {
   requireStep(1);
   const t0 = Date.now();
-  await page.goto(srv.url);
+  await page.goto(`${srv.url}/?${ENGINE.query}`);
   // First install: the worker claims the page once every file is cached and checked.
   await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 60_000 });
   measured.sw_install_ms = Date.now() - t0;
@@ -223,7 +224,7 @@ test('a changed build deployed online replaces the cached app on the next visit;
   assert.notEqual(v2.version, v1.version);
   srv = await startServer({ root: site, port });
 
-  await page.goto(srv.url);
+  await page.goto(`${srv.url}/?${ENGINE.query}`);
   // The running page is still the old build (served from its cache), and it offers the new one.
   await page.waitForSelector('#update-banner:not([hidden])', { timeout: 60_000 });
   assert.equal(await page.locator('#deploy-marker').count(), 0);

@@ -13,9 +13,11 @@ export type MobileLLMErrorName =
   | 'UnsupportedModel'
   | 'TokenizerError'
   | 'ChatTemplateError'
-  /** No WebGPU in this browser (or no usable adapter). */
+  /** backend "webgpu" in a browser without WebGPU (or without a usable adapter). */
   | 'WebGPUUnavailable'
   | 'GPUError'
+  /** The model or its KV cache does not fit in wasm32 memory (4 GiB); refused before allocating. */
+  | 'ModelTooLarge'
   /** The prompt does not fit in the context (a reply that fills it ends with finish_reason "length"). */
   | 'ContextFull'
   /** An AbortSignal fired (load or generation). */
@@ -51,11 +53,30 @@ export interface LoadProgress {
   bytes?: number;
 }
 
+/** Which engine runs the model: the GPU through WebGPU, or the CPU (wasm SIMD, threads). */
+export type Backend = 'webgpu' | 'cpu';
+
+/** The engine's wasm builds: one thread or threads (shared memory), plain or relaxed SIMD. */
+export type EngineBuild = 'pkg' | 'pkg-relaxed' | 'pkg-mt' | 'pkg-mt-relaxed';
+
 export interface LoadOptions {
   onProgress?: (progress: LoadProgress) => void;
   /** Cancels the download and load; the promise rejects with name "Aborted". */
   signal?: AbortSignal;
-  /** Use the f32 kernels even when the GPU has shader-f16. Default false. */
+  /**
+   * "auto" (default): WebGPU when the browser offers a hardware GPU adapter, otherwise the CPU
+   * backend (no WebGPU, no adapter, or a software adapter such as SwiftShader or llvmpipe).
+   */
+  backend?: Backend | 'auto';
+  /**
+   * CPU backend threads (this worker plus pool workers). Default: the cores, at most 4. More than
+   * one needs a cross-origin isolated page (COOP/COEP headers); otherwise one thread runs and
+   * `loadStats.engine.threadsNote` says why.
+   */
+  threads?: number;
+  /** Testing and debugging: one wasm build instead of the automatic choice. */
+  build?: EngineBuild;
+  /** WebGPU: use the f32 kernels even when the GPU has shader-f16. Default false. */
   forceF32?: boolean;
   /** KV-cache size in tokens; 0 (default) = min(model context, 4096). */
   contextLength?: number;
@@ -68,10 +89,11 @@ export interface LoadOptions {
    */
   workerUrl?: string | URL;
   /**
-   * Where the engine's .wasm is (served as application/wasm). Default: pkg/mobilellm_web_bg.wasm
-   * next to the worker. Relative URLs resolve against the page.
+   * Where the engine's .wasm is (served as application/wasm). Default: `<build>/mobilellm_web_bg.wasm`
+   * next to the worker. A single URL is the one-thread plain-SIMD build (`pkg`), which then runs
+   * whatever the backend; an object gives a URL per build. Relative URLs resolve against the page.
    */
-  wasmUrl?: string | URL;
+  wasmUrl?: string | URL | Partial<Record<EngineBuild, string | URL>>;
   /** Hugging Face access token for gated or private repositories; sent to huggingface.co only, never stored. */
   hfToken?: string;
   /** Where bare repository names resolve. Default https://huggingface.co. */
@@ -99,7 +121,7 @@ export interface ConversionStats {
   wasm_memory_bytes: number;
 }
 
-/** The loaded model and the GPU it runs on. */
+/** The loaded model and what runs it. */
 export interface ModelInfo {
   /** "Llama" or "MobileLLM". */
   arch: string;
@@ -116,13 +138,35 @@ export interface ModelInfo {
   n_ctx: number;
   file_bytes: number;
   has_chat_template: boolean;
-  /** Adapter name, backend, device type and precision, e.g. "SwiftShader (BrowserWebGpu, Cpu), f32". */
+  /** "webgpu" or "cpu". */
+  backend: Backend;
+  /** Threads computing a step (1 on WebGPU). */
+  threads: number;
+  /** The CPU kernels' SIMD: "relaxed", "simd128" or "scalar". */
+  simd: string;
+  /** The device: "SwiftShader (BrowserWebGpu, Cpu), f32", or "CPU, 2 threads, relaxed". */
   adapter: string;
-  /** True when the kernels run in f16 (shader-f16). */
+  /** True when the GPU kernels run in f16 (shader-f16). */
   f16: boolean;
+  /** Bytes held for the weights (GPU buffers, or the GGUF kept as it is by the CPU backend). */
   gpu_bytes: number;
   /** The absolute model URL. */
   url: string;
+}
+
+/** What runs the model, and why. */
+export interface EngineStats {
+  backend: Backend;
+  /** Threads in use, and what was asked for. */
+  threads: number;
+  requestedThreads: number;
+  /** Why fewer threads run than asked for (no cross-origin isolation, a pool that failed to start), else null. */
+  threadsNote: string | null;
+  simd: string;
+  build: EngineBuild;
+  crossOriginIsolated: boolean;
+  /** Why this backend: "asked for cpu", "the WebGPU adapter is a software one (google swiftshader)", ... */
+  reason: string;
 }
 
 export interface LoadStats {
@@ -130,6 +174,7 @@ export interface LoadStats {
   timings: { download_ms: number; read_ms: number; compile_ms: number; total_ms: number };
   /** Set when this load converted a Hugging Face checkpoint. */
   conversion: ConversionStats | null;
+  engine: EngineStats;
 }
 
 export interface ChatMessage {
@@ -299,13 +344,13 @@ export interface Completions {
   create(request: CompletionRequestStreaming | CompletionRequestNonStreaming): Promise<TextCompletion | TextCompletionStream>;
 }
 
-/** Per-kernel GPU times of a decode step (debug.profileDecode). */
+/** Per-kernel times of a decode step (debug.profileDecode). */
 export interface DecodeProfile {
   /** Positions already in the KV cache when the profiled step runs. */
   kv_len: number;
-  /** One whole step as the engine runs it (one submit, waited for). */
+  /** One whole step as the engine runs it (WebGPU: one submit, waited for). */
   step_ms: number;
-  /** An empty submit and its wait: the fixed cost included in each op's measurement. */
+  /** WebGPU: an empty submit and its wait, the fixed cost included in each op's measurement; CPU: 0. */
   round_trip_ms: number;
   /** Largest first; `op` is the kernel and its grid, e.g. "matmul 192x1x1". */
   ops: Array<{ op: string; per_step: number; ms_per_step: number }>;
@@ -335,6 +380,8 @@ export class MobileLLM {
 
   readonly info: ModelInfo;
   readonly loadStats: LoadStats;
+  /** The backend running the model. */
+  readonly backend: Backend;
   readonly chat: { readonly completions: ChatCompletions };
   /** Completion mode for base models: the prompt is raw text, continued without a chat template. */
   readonly completions: Completions;
@@ -347,6 +394,8 @@ export class MobileLLM {
     promptTokens(messages: readonly ChatMessage[]): Promise<{ text: string; ids: number[] }>;
     /** Per-kernel times of `steps` (default 1) decode steps after `messages`; forgets the cached conversation. */
     profileDecode(messages: readonly ChatMessage[], steps?: number): Promise<DecodeProfile>;
+    /** The CPU kernels' self-test inside the loaded wasm build (SIMD vs scalar vs an f64 reference). */
+    cpuSelftest(): Promise<{ ok: boolean; simd: string; cases: Array<{ name: string; max_abs_err: number; max_rel_err: number; bit_equal_scalar: boolean }> }>;
   };
 
   /** Stops the running generation now; it ends with finish_reason "abort". */

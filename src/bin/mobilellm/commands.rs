@@ -3,8 +3,9 @@
 use std::io::Write;
 use std::rc::Rc;
 
-use mobilellm_web::engine::{GenerateRequest, LoadedModel, Session, SessionOptions};
-use mobilellm_web::gpu::{Gpu, GpuOptions, Precision};
+use mobilellm_web::cpu::kernels::KvType;
+use mobilellm_web::engine::{BackendKind, GenerateRequest, LoadOptions, LoadedModel, Session, SessionOptions};
+use mobilellm_web::gpu::{GpuOptions, Precision};
 use mobilellm_web::sampler::SamplingParams;
 use mobilellm_web::tokenizer::{render_chat, ChatMessage};
 use mobilellm_web::Error;
@@ -35,17 +36,39 @@ fn read_model_file(path: &str) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| Error::Io(format!("{path}: {e}")))
 }
 
-fn load(args: &Args) -> Result<Rc<LoadedModel>, CliError> {
-    let path = args.required("model")?;
-    let bytes = read_model_file(path)?;
+/// Flags every model-loading command takes: the backend and its settings.
+pub const LOAD_SWITCHES: [&str; 2] = ["f32", "f16"];
+pub const LOAD_VALUES: [&str; 4] = ["model", "backend", "threads", "kv"];
+
+fn load_options(args: &Args) -> Result<LoadOptions, CliError> {
     let precision = match (args.has("f32"), args.has("f16")) {
         (true, true) => return Err(CliError::Usage("--f32 and --f16 exclude each other".into())),
         (true, false) => Precision::F32,
         (false, true) => Precision::F16,
         (false, false) => Precision::Auto,
     };
-    let gpu = pollster::block_on(Gpu::new(&GpuOptions { precision }))?;
-    Ok(LoadedModel::load(Rc::new(gpu), &bytes)?)
+    let backend = match args.str("backend") {
+        None => BackendKind::Auto,
+        Some(s) => BackendKind::parse(s).ok_or_else(|| CliError::Usage(format!("--backend {s:?}: use auto, gpu or cpu")))?,
+    };
+    let kv_type = match args.str("kv").unwrap_or("f16") {
+        "f16" => KvType::F16,
+        "f32" => KvType::F32,
+        other => return Err(CliError::Usage(format!("--kv {other:?}: use f16 or f32"))),
+    };
+    let threads = args.num("threads", 0usize)?;
+    Ok(LoadOptions { backend, gpu: GpuOptions { precision }, threads, kv_type })
+}
+
+fn load(args: &Args) -> Result<Rc<LoadedModel>, CliError> {
+    let opts = load_options(args)?;
+    let bytes = read_model_file(args.required("model")?)?;
+    Ok(pollster::block_on(LoadedModel::open(bytes, &opts))?)
+}
+
+/// `base` plus the loading flags.
+fn with_load(base: &[&'static str], load: &[&'static str]) -> Vec<&'static str> {
+    base.iter().chain(load).copied().collect()
 }
 
 fn session(model: &Rc<LoadedModel>, args: &Args) -> Result<Session, CliError> {
@@ -95,8 +118,8 @@ fn sampling(args: &Args) -> Result<SamplingParams, CliError> {
 pub fn generate(raw: &[String]) -> CliResult {
     let args = Args::parse(
         raw,
-        &["chat", "json", "f32", "f16"],
-        &["model", "prompt", "prompt-tokens", "system", "n", "temperature", "top-k", "top-p", "min-p", "repeat-penalty", "repeat-last-n", "seed", "stop", "ctx"],
+        &with_load(&["chat", "json"], &LOAD_SWITCHES),
+        &with_load(&["prompt", "prompt-tokens", "system", "n", "temperature", "top-k", "top-p", "min-p", "repeat-penalty", "repeat-last-n", "seed", "stop", "ctx"], &LOAD_VALUES),
     )?;
     let params = sampling(&args)?;
     let model = load(&args)?;
@@ -134,7 +157,7 @@ fn rate(n: usize, ms: f64) -> f64 {
 }
 
 pub fn logits(raw: &[String]) -> CliResult {
-    let args = Args::parse(raw, &["json", "f32", "f16"], &["model", "prompt-tokens", "top", "ctx"])?;
+    let args = Args::parse(raw, &with_load(&["json"], &LOAD_SWITCHES), &with_load(&["prompt-tokens", "top", "ctx"], &LOAD_VALUES))?;
     let tokens = args.tokens("prompt-tokens")?.ok_or_else(|| CliError::Usage("--prompt-tokens is required".into()))?;
     let k = args.num("top", 5usize)?;
     let model = load(&args)?;
@@ -165,12 +188,12 @@ pub fn tokenize(raw: &[String]) -> CliResult {
 }
 
 pub fn info(raw: &[String]) -> CliResult {
-    let args = Args::parse(raw, &["f32", "f16", "json"], &["model"])?;
+    let args = Args::parse(raw, &with_load(&["json"], &LOAD_SWITCHES), &LOAD_VALUES)?;
     let model = load(&args)?;
     let c = &model.cfg;
     println!("model: {}", model.name.as_deref().unwrap_or("(unnamed)"));
     println!("file: {} bytes", model.file_bytes);
-    println!("adapter: {}", model.gpu.adapter_summary());
+    println!("backend: {} ({})", model.backend_name(), model.device_summary());
     println!(
         "config: arch {:?}, vocab {}, dim {}, blocks {} x repeat {}, heads {} / kv {}, head_dim {}, ffn {}, rope base {}, eps {}, context {}, tied embeddings {}",
         c.arch, c.n_vocab, c.dim, c.n_layers, c.block_repeat, c.n_heads, c.n_kv_heads, c.head_dim, c.ffn_dim, c.rope_base, c.norm_eps, c.context_length, c.tied_embeddings
@@ -187,18 +210,18 @@ pub fn info(raw: &[String]) -> CliResult {
     for t in &model.tensors {
         println!("  {:<28} {:<5} {:?} {} bytes", t.name, t.ty.name(), t.dims, t.bytes);
     }
-    println!("gpu memory for weights: {} bytes", model.gpu.allocated_bytes());
+    println!("memory for weights: {} bytes", model.weight_bytes());
     Ok(())
 }
 
 pub fn bench(raw: &[String]) -> CliResult {
-    let args = Args::parse(raw, &["json", "f32", "f16", "profile"], &["model", "prompt-len", "gen", "ctx"])?;
+    let args = Args::parse(raw, &with_load(&["json", "profile"], &LOAD_SWITCHES), &with_load(&["prompt-len", "gen", "ctx"], &LOAD_VALUES))?;
     let prompt_len = args.num("prompt-len", 128usize)?;
     let gen = args.num("gen", 128usize)?;
     let t0 = mobilellm_web::engine::now_ms();
     let model = load(&args)?;
     let load_ms = mobilellm_web::engine::now_ms() - t0;
-    let weights_bytes = model.gpu.allocated_bytes();
+    let weights_bytes = model.weight_bytes();
     let mut sess = session(&model, &args)?;
     // A deterministic prompt of ordinary tokens (no special ids).
     let n_vocab = model.cfg.n_vocab as u32;
@@ -215,7 +238,9 @@ pub fn bench(raw: &[String]) -> CliResult {
     // Per-kernel times of a decode step after the prompt (each the fastest of three).
     let profile = if args.has("profile") { Some(pollster::block_on(sess.profile_decode(&prompt, 3))?) } else { None };
     let out = json!({
-        "adapter": model.gpu.adapter_summary(),
+        "backend": model.backend_name(),
+        "threads": model.threads(),
+        "adapter": model.device_summary(),
         "model_file_bytes": model.file_bytes,
         "load_ms": load_ms,
         "prompt_tokens": prompt_len,
@@ -224,7 +249,7 @@ pub fn bench(raw: &[String]) -> CliResult {
         "decode_tok_s": rate(res.tokens.len().saturating_sub(1), res.decode_ms),
         "ttft_ms": res.ttft_ms,
         "gpu_weight_bytes": weights_bytes,
-        "gpu_total_bytes": model.gpu.allocated_bytes(),
+        "gpu_total_bytes": model.weight_bytes(),
         "dispatches_per_token": res.dispatches_per_step,
         "submits_per_token": 1,
         "readback_bytes_per_token": res.readback_bytes_per_step,

@@ -9,12 +9,14 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: mobilellm <generate|logits|tokenize|info|bench|convert> --model M.gguf [options]
   generate --model M (--prompt TEXT | --prompt-tokens 1,2,3) [--chat] [--system TEXT] [-n N]
            [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]
-           [--repeat-last-n N] [--seed S] [--stop STR]... [--ctx N] [--f32|--f16] [--json]
-  logits   --model M --prompt-tokens 1,2,3 [--top K] [--f32|--f16] --json
+           [--repeat-last-n N] [--seed S] [--stop STR]... [--ctx N] [--json] [BACKEND]
+  logits   --model M --prompt-tokens 1,2,3 [--top K] --json [BACKEND]
   tokenize --model M --text TEXT [--json]
-  info     --model M
-  bench    --model M [--prompt-len 128] [--gen 128] [--f32|--f16] [--profile] [--json]
-  convert  --hf DIR --out M.gguf [--type f32|f16|q8_0|q4_0|q4_1]";
+  info     --model M [BACKEND]
+  bench    --model M [--prompt-len 128] [--gen 128] [--profile] [--json] [BACKEND]
+  convert  --hf DIR --out M.gguf [--type f32|f16|q8_0|q4_0|q4_1]
+BACKEND: [--backend auto|gpu|cpu] (auto: the GPU unless wgpu finds only a software one)
+         [--threads N] [--kv f16|f32] (CPU backend)  [--f32|--f16] (GPU backend)";
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();

@@ -1,9 +1,13 @@
-//! The forward pass as recorded ops: activation buffers and KV caches allocated once per session,
-//! and the op lists encoded for every prefill chunk and decode step.
+//! The GPU backend's forward pass as recorded ops: activation buffers and KV caches allocated
+//! once per session, and the op lists encoded for every prefill chunk and decode step
+//! ([`Graph::step`]: one encoder, one submit, one small readback).
 
 use std::collections::HashMap;
 
-use super::loaded::LoadedModel;
+use super::model::GpuModel;
+use crate::engine::backend::{Candidates, HeadRequest, StepOutput};
+use crate::model::ModelConfig;
+use crate::sampler::Candidate;
 use crate::gpu::ops::attention::attention;
 use crate::gpu::ops::matmul::{embed, matmul, matmul_swiglu, Epilogue};
 use crate::gpu::ops::norm::{rmsnorm, RowSelect};
@@ -47,9 +51,8 @@ pub struct Graph {
 pub const MAX_HISTORY: u32 = 1024;
 
 impl Graph {
-    pub fn new(model: &LoadedModel, n_ctx: u32, chunk: u32) -> Graph {
+    pub fn new(model: &GpuModel, c: &ModelConfig, n_ctx: u32, chunk: u32) -> Graph {
         let gpu: &Gpu = &model.gpu;
-        let c = &model.cfg;
         let f = |n: usize| 4 * (chunk as u64) * n as u64;
         let step = gpu.uniform_buffer("step", std::mem::size_of::<StepParams>() as u64);
         let tokens = gpu.storage_buffer("tokens", 4 * chunk as u64);
@@ -73,26 +76,26 @@ impl Graph {
             rope_base: c.rope_base,
         };
         let w = &model.weights;
-        let mut body = vec![embed(gpu, &step, &w.token_embd, &tokens, &x)];
+        let mut body = vec![embed(gpu, &step, w.token_embd.matrix(), &tokens, &x)];
         let mut kv = Vec::new();
         let eps = c.norm_eps;
         let dim = c.dim as u32;
-        for b in &w.blocks {
+        for b in &w.layers {
             // MobileLLM-LS: the same weights run block_repeat times in a row, each run with its own
             // keys and values (the no-cache semantics of the reference model).
             for _ in 0..c.block_repeat {
                 let kc = gpu.storage_buffer("k_cache", kv_cache_bytes(gpu, &shape));
                 let vc = gpu.storage_buffer("v_cache", kv_cache_bytes(gpu, &shape));
-                body.push(rmsnorm(gpu, &step, &x, &b.attn_norm, &xn, dim, eps, RowSelect::All));
-                body.push(matmul(gpu, &step, &b.wq, &xn, &q, Epilogue::Store, TokenCount::Step));
-                body.push(matmul(gpu, &step, &b.wk, &xn, &k, Epilogue::Store, TokenCount::Step));
-                body.push(matmul(gpu, &step, &b.wv, &xn, &v, Epilogue::Store, TokenCount::Step));
+                body.push(rmsnorm(gpu, &step, &x, b.attn_norm.norm(), &xn, dim, eps, RowSelect::All));
+                body.push(matmul(gpu, &step, b.wq.matrix(), &xn, &q, Epilogue::Store, TokenCount::Step));
+                body.push(matmul(gpu, &step, b.wk.matrix(), &xn, &k, Epilogue::Store, TokenCount::Step));
+                body.push(matmul(gpu, &step, b.wv.matrix(), &xn, &v, Epilogue::Store, TokenCount::Step));
                 body.push(rope_kv(gpu, &step, &shape, &q, &k, &v, &kc, &vc));
                 body.extend(attention(gpu, &step, &shape, chunk, &q, &kc, &vc, &att));
-                body.push(matmul(gpu, &step, &b.wo, &att, &x, Epilogue::Accumulate, TokenCount::Step));
-                body.push(rmsnorm(gpu, &step, &x, &b.ffn_norm, &xn, dim, eps, RowSelect::All));
-                body.push(matmul_swiglu(gpu, &step, &b.w_gate, &b.w_up, &xn, &hb));
-                body.push(matmul(gpu, &step, &b.w_down, &hb, &x, Epilogue::Accumulate, TokenCount::Step));
+                body.push(matmul(gpu, &step, b.wo.matrix(), &att, &x, Epilogue::Accumulate, TokenCount::Step));
+                body.push(rmsnorm(gpu, &step, &x, b.ffn_norm.norm(), &xn, dim, eps, RowSelect::All));
+                body.push(matmul_swiglu(gpu, &step, b.w_gate.matrix(), b.w_up.matrix(), &xn, &hb));
+                body.push(matmul(gpu, &step, b.w_down.matrix(), &hb, &x, Epilogue::Accumulate, TokenCount::Step));
                 kv.push((kc, vc));
             }
         }
@@ -127,15 +130,14 @@ impl Graph {
     }
 
     /// Builds (once) the head that normalises the last token and returns its top `k` candidates.
-    pub fn ensure_head_last(&mut self, model: &LoadedModel, k: u32) {
+    fn ensure_head_last(&mut self, model: &GpuModel, c: &ModelConfig, k: u32) {
         let gpu: &Gpu = &model.gpu;
-        let c = &model.cfg;
         let (step, x, xlast, logits, history) = (&self.step, &self.x, &self.xlast, &self.logits_last, &self.history);
         self.heads_last.entry(k).or_insert_with(|| {
             let out = gpu.storage_buffer("candidates_last", 4 * out_words_per_row(k) as u64);
             let mut ops = vec![
-                rmsnorm(gpu, step, x, &model.weights.output_norm, xlast, c.dim as u32, c.norm_eps, RowSelect::Last),
-                matmul(gpu, step, model.weights.lm_head(), xlast, logits, Epilogue::Store, TokenCount::One),
+                rmsnorm(gpu, step, x, model.weights.output_norm.norm(), xlast, c.dim as u32, c.norm_eps, RowSelect::Last),
+                matmul(gpu, step, model.lm_head(), xlast, logits, Epilogue::Store, TokenCount::One),
             ];
             ops.extend(topk(gpu, step, logits, c.n_vocab as u32, history, k, TokenCount::One, 1, &out));
             Head { ops, out, k }
@@ -143,16 +145,15 @@ impl Graph {
     }
 
     /// Builds (once) the head that returns the top `k` logits after every token of the step.
-    pub fn ensure_head_all(&mut self, model: &LoadedModel, k: u32) {
+    fn ensure_head_all(&mut self, model: &GpuModel, c: &ModelConfig, k: u32) {
         let gpu: &Gpu = &model.gpu;
-        let c = &model.cfg;
         let chunk = self.chunk;
         let (step, x, xn, logits, history) = (&self.step, &self.x, &self.xnorm_all, &self.logits_all, &self.history);
         self.heads_all.entry(k).or_insert_with(|| {
             let out = gpu.storage_buffer("candidates_all", 4 * (chunk * out_words_per_row(k)) as u64);
             let mut ops = vec![
-                rmsnorm(gpu, step, x, &model.weights.output_norm, xn, c.dim as u32, c.norm_eps, RowSelect::All),
-                matmul(gpu, step, model.weights.lm_head(), xn, logits, Epilogue::Store, TokenCount::Step),
+                rmsnorm(gpu, step, x, model.weights.output_norm.norm(), xn, c.dim as u32, c.norm_eps, RowSelect::All),
+                matmul(gpu, step, model.lm_head(), xn, logits, Epilogue::Store, TokenCount::Step),
             ];
             ops.extend(topk(gpu, step, logits, c.n_vocab as u32, history, k, TokenCount::Step, chunk, &out));
             Head { ops, out, k }
@@ -187,4 +188,53 @@ impl Graph {
     pub fn candidate_bytes(&self, h: &Head, rows: u32) -> u64 {
         (4 * rows as u64 * out_words_per_row(h.k) as u64).min(self.staging_bytes)
     }
+
+    /// Runs `tokens` at positions pos0.. (one encoder, one submit) and returns what `head` asks
+    /// for: nothing, the last token's candidates after penalty and temperature, or the raw top-k
+    /// after every token.
+    pub async fn step(&mut self, model: &GpuModel, cfg: &ModelConfig, tokens: &[u32], pos0: u32, head: &HeadRequest<'_>) -> crate::Result<StepOutput> {
+        let gpu = model.gpu.clone();
+        gpu.queue.write_buffer(&self.tokens, 0, bytemuck::cast_slice(tokens));
+        let mut step = StepParams::new(pos0, tokens.len() as u32);
+        let (k, rows) = match head {
+            HeadRequest::None => {
+                let dispatches = self.submit(&gpu, &step, None);
+                return Ok(StepOutput { candidates: Vec::new(), dispatches, readback_bytes: 0 });
+            }
+            HeadRequest::Last { k, sampling } => {
+                self.ensure_head_last(model, cfg, *k);
+                step.inv_temperature = sampling.inv_temperature;
+                step.repeat_penalty = sampling.repeat_penalty;
+                let history = &sampling.history[..sampling.history.len().min(MAX_HISTORY as usize)];
+                step.n_history = if sampling.repeat_penalty == 1.0 { 0 } else { history.len() as u32 };
+                if step.n_history > 0 {
+                    gpu.queue.write_buffer(&self.history, 0, bytemuck::cast_slice(history));
+                }
+                (*k, 1)
+            }
+            HeadRequest::All { k } => {
+                self.ensure_head_all(model, cfg, *k);
+                (*k, tokens.len() as u32)
+            }
+        };
+        let h = if matches!(head, HeadRequest::All { .. }) { self.head_all(k) } else { self.head_last(k) };
+        let dispatches = self.submit(&gpu, &step, Some((h, rows)));
+        let bytes = self.candidate_bytes(h, rows);
+        let raw = gpu.read_staging(&self.staging, bytes).await?;
+        gpu.take_error()?;
+        let words: &[u32] = bytemuck::cast_slice(&raw);
+        let row = out_words_per_row(k) as usize;
+        let candidates = (0..rows as usize).map(|r| parse_row(&words[r * row..(r + 1) * row], k)).collect();
+        Ok(StepOutput { candidates, dispatches, readback_bytes: bytes })
+    }
+}
+
+/// One row of the top-k output: k (id, logit) pairs, then (logsumexp, 0).
+fn parse_row(words: &[u32], k: u32) -> Candidates {
+    let k = k as usize;
+    let cands = (0..k)
+        .map(|i| Candidate { id: words[2 * i], logit: f32::from_bits(words[2 * i + 1]) })
+        .filter(|c| c.logit.is_finite() || c.logit == f32::NEG_INFINITY)
+        .collect();
+    (cands, f32::from_bits(words[2 * k]))
 }
