@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use mobilellm_web::gpu::ops::attention::{attention_with, AttnForm, AttnIo, AttnScratch};
-use mobilellm_web::gpu::ops::topk::{out_words_per_row, topk};
+use mobilellm_web::gpu::ops::topk::{out_words_per_row, topk, TopkScratch};
 use mobilellm_web::gpu::ops::AttnShape;
 use mobilellm_web::gpu::{Gpu, GpuOptions, Precision, Op, StepParams, TokenCount};
 
@@ -60,7 +60,8 @@ fn main() {
     let hb = gpu.storage_buffer_init("history", bytemuck::cast_slice(&history));
     for k in [1u32, 256] {
         let out = gpu.storage_buffer("cands", out_words_per_row(k) as u64 * 4);
-        let ops = topk(&gpu, &step, &lb, vocab, &hb, k, TokenCount::One, 1, &out);
+        let scratch = TopkScratch::new(&gpu, vocab, k, 1);
+        let ops = topk(&gpu, &step, &lb, vocab, &hb, k, TokenCount::One, &scratch, &out);
         let mut p = StepParams::new(100, 1);
         p.n_history = 64;
         p.inv_temperature = 1.0 / 0.8;

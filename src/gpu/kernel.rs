@@ -13,14 +13,10 @@ pub enum Kernel {
     /// RMSNorm of the input, the residual add, SwiGLU or RoPE + KV-cache write fused
     /// (shaders/matvec.wgsl; see ops::matvec).
     Matvec,
-    /// GQA causal attention (prefill and split-K decode) with a running-max softmax.
+    /// GQA causal attention over the KV cache with a running-max softmax (ops::attention).
     Attention,
     /// Repetition penalty, temperature and top-k candidate selection over the logits.
     TopK,
-    // Legacy (phase 1 only): the unfused kernels the current engine graph still records.
-    Matmul,
-    RmsNorm,
-    RopeKv,
 }
 
 /// How the device compiles kernels: these change the prelude, so they are fixed per device.
@@ -73,9 +69,6 @@ impl Kernel {
             Kernel::Matvec => include_str!("../../shaders/matvec.wgsl"),
             Kernel::Attention => include_str!("../../shaders/attention.wgsl"),
             Kernel::TopK => include_str!("../../shaders/topk.wgsl"),
-            Kernel::Matmul => include_str!("../../shaders/matmul.wgsl"),
-            Kernel::RmsNorm => include_str!("../../shaders/rmsnorm.wgsl"),
-            Kernel::RopeKv => include_str!("../../shaders/rope_kv.wgsl"),
         }
     }
 
@@ -87,7 +80,6 @@ impl Kernel {
             Kernel::Matvec => super::ops::matvec::wgsl_constants(),
             Kernel::Attention => super::ops::attention::wgsl_constants(),
             Kernel::TopK => super::ops::topk::wgsl_constants(),
-            Kernel::Matmul | Kernel::RmsNorm | Kernel::RopeKv => Vec::new(),
         }
     }
 
@@ -113,9 +105,6 @@ impl Kernel {
             s.push_str(include_str!("../../shaders/weights.wgsl"));
             s.push('\n');
         }
-        if self == Kernel::Matmul {
-            s.push_str(include_str!("../../shaders/legacy_weights.wgsl"));
-        }
         s.push_str(self.file_source());
         s
     }
@@ -127,7 +116,7 @@ mod tests {
 
     #[test]
     fn every_kernel_parses_with_naga_on_both_preludes() {
-        for kernel in [Kernel::Embed, Kernel::Matvec, Kernel::Attention, Kernel::TopK, Kernel::Matmul, Kernel::RmsNorm, Kernel::RopeKv] {
+        for kernel in [Kernel::Embed, Kernel::Matvec, Kernel::Attention, Kernel::TopK] {
             for f16 in [false, true] {
                 for subgroups in [false, true] {
                     let src = kernel.source(ShaderFeatures { f16, subgroups });

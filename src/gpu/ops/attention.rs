@@ -106,9 +106,13 @@ pub struct AttnIo<'a> {
     pub out: &'a wgpu::Buffer,
 }
 
-/// out[t, h] = softmax(q[t,h]·K[0..=pos0+t, h/group]ᵀ / sqrt(hd)) · V[...], in `form`
-/// (AttnForm::for_adapter(gpu) normally). The ops in order (the Split form's combine is
-/// dispatched only when a step needs it).
+/// out[t, h] = softmax(q[t,h]·K[0..=pos0+t, h/group]ᵀ / sqrt(hd)) · V[...], in the adapter's
+/// form. The ops in order (only those a step needs are dispatched: see the module comment).
+pub fn attention(gpu: &Gpu, step: &wgpu::Buffer, shape: &AttnShape, io: &AttnIo, scratch: &AttnScratch) -> Vec<Op> {
+    attention_with(gpu, step, shape, io, scratch, AttnForm::for_adapter(gpu))
+}
+
+/// [`attention`] in a given form (tests and benchmarks of both).
 pub fn attention_with(gpu: &Gpu, step: &wgpu::Buffer, shape: &AttnShape, io: &AttnIo, scratch: &AttnScratch, form: AttnForm) -> Vec<Op> {
     assert!(shape.head_dim % 2 == 0 && shape.head_dim <= MAX_HEAD_DIM, "head_dim must be even and <= {MAX_HEAD_DIM}");
     assert!(shape.n_kv_heads > 0 && shape.n_heads % shape.n_kv_heads == 0, "n_heads must be a multiple of n_kv_heads");
@@ -150,14 +154,5 @@ pub fn attention_with(gpu: &Gpu, step: &wgpu::Buffer, shape: &AttnShape, io: &At
         combine_bg,
         Box::new(move |s: &StepParams| if splits(s) && s.attn_chunks > 1 { [n_heads, s.n_tokens, 1] } else { [0, 0, 0] }),
     ));
-    ops
-}
-
-/// LEGACY (phase 1): the engine graph's call, allocating its own scratch.
-pub fn attention(gpu: &Gpu, step: &wgpu::Buffer, shape: &AttnShape, max_tokens: u32, q: &wgpu::Buffer, k_cache: &wgpu::Buffer, v_cache: &wgpu::Buffer, out: &wgpu::Buffer) -> Vec<Op> {
-    let scratch = AttnScratch::new(gpu, shape, max_tokens, AttnForm::Split);
-    let ops = attention_with(gpu, step, shape, &AttnIo { q, k_cache, v_cache, out }, &scratch, AttnForm::Split);
-    // The bind groups keep the scratch buffers alive.
-    drop(scratch);
     ops
 }

@@ -9,10 +9,7 @@
 
 pub mod attention;
 pub mod embed;
-pub mod matmul;
 pub mod matvec;
-pub mod norm;
-pub mod rope_kv;
 pub mod topk;
 
 /// Attention geometry shared by rope_kv and attention.
