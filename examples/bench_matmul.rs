@@ -99,8 +99,8 @@ fn bench(gpu: &Gpu, form: Form, c: &Case, tokens: u32) {
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let w = GpuWeight::upload(gpu, c.name, c.ty, c.rows, c.cols, &random_tensor(&mut seed, c.ty, c.rows, c.cols)).unwrap();
     let weight_bytes = (w.data.size() + w.scales.size()) as f64;
-    let x = gpu.storage_buffer_init("x", bytemuck::cast_slice(&vec![0.5f32; tokens as usize * c.cols]));
-    let g = gpu.storage_buffer_init("g", bytemuck::cast_slice(&vec![1.0f32; c.cols]));
+    let x = gpu.storage_buffer_init("x", bytemuck::cast_slice(&vec![0.5f32; (tokens as usize * c.cols).max(16384)]));
+    let g = gpu.storage_buffer_init("g", bytemuck::cast_slice(&vec![1.0f32; c.cols.max(16384)]));
     let y = gpu.storage_buffer("y", 4 * (tokens as usize * c.rows) as u64);
     let step_buf = gpu.uniform_buffer("step", std::mem::size_of::<StepParams>() as u64);
     let tiling = if tokens > 1 { Tiling::Tiles } else { Tiling::Decode };
@@ -115,9 +115,10 @@ fn bench(gpu: &Gpu, form: Form, c: &Case, tokens: u32) {
         What::Logits => matvec_with(gpu, &step_buf, &p, &y, Epilogue::Store, Some(form)),
     };
     let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
+    gpu.take_error().expect("a valid pipeline");
     let (wall, cpu) = time(gpu, &op, &StepParams::new(0, tokens), &step_buf);
     println!(
-        "{:<8} {:5} {:>6}x{:<5} T={:<3} {:8.3} ms  cpu {:8.3} ms  {:6.2} GB/s  (pipeline {:5.0} ms)  lanes {} rows {}{}",
+        "{:<8} {:5} {:>6}x{:<5} T={:<3} {:8.3} ms  cpu {:8.3} ms  {:6.2} GB/s  (pipeline {:5.0} ms)  lanes {} rows {}{}{}",
         c.name,
         c.ty.name(),
         c.rows,
@@ -129,7 +130,8 @@ fn bench(gpu: &Gpu, form: Form, c: &Case, tokens: u32) {
         compile_ms,
         form.lanes,
         form.rows,
-        if form.subgroup_reduce { " subgroups" } else { "" }
+        if form.subgroup_reduce { " subgroups" } else { "" },
+        if form.by_unit { " by unit" } else { " by piece" }
     );
 }
 

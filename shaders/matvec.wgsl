@@ -12,7 +12,7 @@
 // units lane, lane + LANES, ... of their rows, then the group's partial sums are added (through
 // subgroup shuffles or workgroup memory) and its lanes share the writes.
 // - Software adapters (lavapipe, SwiftShader) run a workgroup's invocations as SIMD lanes of one
-//   CPU thread: LANES = 1, R = 8. No barrier and no workgroup memory (a barrier turns every SIMD
+//   CPU thread: LANES = 1, R = 8 or 16. No barrier and no workgroup memory (a barrier turns every SIMD
 //   group into a coroutine there), every lane reads the same x at the same time (one load serves
 //   the SIMD group and its 8 rows).
 // - GPUs: LANES > 1 lanes per row read adjacent 16-byte units (coalesced), R = 4.
@@ -27,9 +27,10 @@
 
 override WG: u32;                 // invocations per workgroup (<= MATVEC_MAX_WG)
 override LANES: u32;              // lanes per row group, a power of two; 1 = software form
-override R: u32;                  // rows per group: 4 or 8 (decode), 4 (tiles)
+override R: u32;                  // rows per group: 4, 8 or 16 (decode), 4 (tiles)
 override TT: u32;                 // tokens per workgroup: 1, or MATVEC_TILE
 override SUBGROUP_REDUCE: bool = false;
+override UNIT_X: bool = true;     // decode loop order: by unit (x read once per unit) or by piece
 override NORM: bool = false;
 override EPS: f32 = 0.0;
 override LAST_TOKEN: bool = false; // read x row n_tokens - 1, write output row 0 (TT = 1)
@@ -54,8 +55,8 @@ override ROW_BASE: u32 = 0u;
 @group(0) @binding(7) var<storage, read_write> v_cache: array<vec2<act_t>>;
 @group(0) @binding(8) var<storage, read> rope: array<vec2<f32>>;
 
-// Per-group sums. Decode: a0 = rows 0-3, a1 = rows 4-7, ss0.x = sum of x². Tiles: a<k> = rows
-// 0-3 of token k, ss0/ss1 = sum of x² of tokens 0-3 / 4-7. Plain fields, not arrays: dynamically
+// Per-group sums. Decode: a<k> = rows 4k..4k+3 (k < R / 4), ss0.x = sum of x². Tiles: a<k> =
+// rows 0-3 of token k, ss0/ss1 = sum of x² of tokens 0-3 / 4-7. Plain fields, not arrays: dynamically
 // indexed private arrays end up in memory on some drivers (lavapipe).
 struct Acc {
     a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>,
@@ -97,51 +98,103 @@ fn raw_dot(w: vec4<u32>, p: u32, pa: vec4<f32>, pb: vec4<f32>) -> f32 {
     return dot(raw.a, pa);
 }
 
-// Decode: rows first_row..first_row+R against token t; this lane's units only.
-fn products_one(lane: u32, first_row: u32, t: u32) -> Acc {
-    // Rows past the end are clamped for loading and dropped when storing.
-    let r0 = min(first_row, ROWS - 1u);
-    let r1 = min(first_row + 1u, ROWS - 1u);
-    let r2 = min(first_row + 2u, ROWS - 1u);
-    let r3 = min(first_row + 3u, ROWS - 1u);
-    let r4 = min(first_row + 4u, ROWS - 1u);
-    let r5 = min(first_row + 5u, ROWS - 1u);
-    let r6 = min(first_row + 6u, ROWS - 1u);
-    let r7 = min(first_row + 7u, ROWS - 1u);
+// One unit's x for the decode path, read once and used by every row of the group: normalised
+// (x * g), then scaled for raw dots (piece p: slot a in a<p>, slot b in b<p>), with the sum of the
+// normalised values (for the unit's offset) and this unit's part of sum x² (NORM).
+struct UnitX {
+    a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>,
+    b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>,
+    sum: f32,
+    ss: f32,
+}
+
+// x vec4 v of token t, and its square sum and product with g when NORM.
+fn normed_x4(t: u32, v: u32, ss: ptr<function, f32>) -> vec4<f32> {
+    let x = load_x4(t, v);
+    if (!NORM) {
+        return x;
+    }
+    *ss += dot(x, x);
+    return x * load_g4(v);
+}
+
+fn unit_x(t: u32, u: u32) -> UnitX {
+    var x: UnitX;
+    var ss = 0.0;
+    let v = u * (epu() / 4u);  // the unit's first x vec4
+    let n = pieces();
+    x.a0 = normed_x4(t, v, &ss);
+    if (n > 1u) { x.a1 = normed_x4(t, v + 1u, &ss); }
+    if (n > 2u) { x.a2 = normed_x4(t, v + 2u, &ss); x.a3 = normed_x4(t, v + 3u, &ss); }
+    if (is_q4()) {
+        x.b0 = normed_x4(t, v + 4u, &ss);
+        x.b1 = normed_x4(t, v + 5u, &ss);
+        x.b2 = normed_x4(t, v + 6u, &ss);
+        x.b3 = normed_x4(t, v + 7u, &ss);
+    }
+    let all = (x.a0 + x.a1) + (x.a2 + x.a3) + (x.b0 + x.b1) + (x.b2 + x.b3);
+    x.sum = (all.x + all.y) + (all.z + all.w);
+    x.ss = ss;
+    let rs = raw_scale();
+    x.a0 *= rs; x.a1 *= rs; x.a2 *= rs; x.a3 *= rs;
+    x.b0 *= rs; x.b1 *= rs; x.b2 *= rs; x.b3 *= rs;
+    return x;
+}
+
+// sum_i element_i x_i over the unit `w` of one row (its scale and offset dm).
+fn row_unit(w: vec4<u32>, dm: vec2<f32>, x: UnitX) -> f32 {
+    let n = pieces();
+    var s = raw_dot(w, 0u, x.a0, x.b0);
+    if (n > 1u) { s += raw_dot(w, 1u, x.a1, x.b1); }
+    if (n > 2u) { s += raw_dot(w, 2u, x.a2, x.b2) + raw_dot(w, 3u, x.a3, x.b3); }
+    return unit_dot(s, dm, x.sum);
+}
+
+// Unit u of four rows (clamped row indices r) against x.
+fn quad_unit(r: vec4<u32>, u: u32, x: UnitX) -> vec4<f32> {
+    return vec4<f32>(row_unit(wq[r.x * ROW_UNITS + u], unit_dm(r.x, u), x), row_unit(wq[r.y * ROW_UNITS + u], unit_dm(r.y, u), x),
+                     row_unit(wq[r.z * ROW_UNITS + u], unit_dm(r.z, u), x), row_unit(wq[r.w * ROW_UNITS + u], unit_dm(r.w, u), x));
+}
+
+// Rows first + 4k .. first + 4k + 3, clamped (rows past the end are loaded as the last row and
+// dropped when storing).
+fn quad_rows(first: u32, k: u32) -> vec4<u32> {
+    return min(vec4<u32>(first + 4u * k) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(ROWS - 1u));
+}
+
+// Decode, one piece at a time: x of a piece (in registers) meets the piece's weights of every
+// row (loaded as whole units before the pieces). Fewer live values than unit_x: SwiftShader's
+// Subzero JIT runs this form faster, lavapipe's LLVM the other.
+fn products_one_by_piece(lane: u32, first_row: u32, t: u32) -> Acc {
+    let rq0 = quad_rows(first_row, 0u);
+    let rq1 = quad_rows(first_row, 1u);
     var lo = vec4<f32>(0.0);
     var hi = vec4<f32>(0.0);
     var ss = 0.0;
     for (var u = lane; u < ROW_UNITS; u += LANES) {
-        let q0 = wq[r0 * ROW_UNITS + u];
-        let q1 = wq[r1 * ROW_UNITS + u];
-        let q2 = wq[r2 * ROW_UNITS + u];
-        let q3 = wq[r3 * ROW_UNITS + u];
+        let q0 = wq[rq0.x * ROW_UNITS + u];
+        let q1 = wq[rq0.y * ROW_UNITS + u];
+        let q2 = wq[rq0.z * ROW_UNITS + u];
+        let q3 = wq[rq0.w * ROW_UNITS + u];
         var q4 = vec4<u32>(0u);
         var q5 = vec4<u32>(0u);
         var q6 = vec4<u32>(0u);
         var q7 = vec4<u32>(0u);
         if (R > 4u) {
-            q4 = wq[r4 * ROW_UNITS + u];
-            q5 = wq[r5 * ROW_UNITS + u];
-            q6 = wq[r6 * ROW_UNITS + u];
-            q7 = wq[r7 * ROW_UNITS + u];
+            q4 = wq[rq1.x * ROW_UNITS + u];
+            q5 = wq[rq1.y * ROW_UNITS + u];
+            q6 = wq[rq1.z * ROW_UNITS + u];
+            q7 = wq[rq1.w * ROW_UNITS + u];
         }
         let xv = u * (epu() / 4u);  // the unit's first x vec4
         var d_lo = vec4<f32>(0.0);
         var d_hi = vec4<f32>(0.0);
         var sx = vec4<f32>(0.0);
         for (var p = 0u; p < pieces(); p++) {
-            var xa = load_x4(t, xv + p);
+            let xa = normed_x4(t, xv + p, &ss);
             var xb = vec4<f32>(0.0);
             if (is_q4()) {
-                xb = load_x4(t, xv + p + 4u);
-            }
-            if (NORM) {
-                ss += dot(xa, xa) + dot(xb, xb);
-                xa *= load_g4(xv + p);
-                if (is_q4()) {
-                    xb *= load_g4(xv + p + 4u);
-                }
+                xb = normed_x4(t, xv + p + 4u, &ss);
             }
             sx += xa + xb;
             let pa = xa * raw_scale();
@@ -152,11 +205,11 @@ fn products_one(lane: u32, first_row: u32, t: u32) -> Acc {
             }
         }
         let s = sx.x + sx.y + sx.z + sx.w;
-        lo += vec4<f32>(unit_dot(d_lo.x, unit_dm(r0, u), s), unit_dot(d_lo.y, unit_dm(r1, u), s),
-                        unit_dot(d_lo.z, unit_dm(r2, u), s), unit_dot(d_lo.w, unit_dm(r3, u), s));
+        lo += vec4<f32>(unit_dot(d_lo.x, unit_dm(rq0.x, u), s), unit_dot(d_lo.y, unit_dm(rq0.y, u), s),
+                        unit_dot(d_lo.z, unit_dm(rq0.z, u), s), unit_dot(d_lo.w, unit_dm(rq0.w, u), s));
         if (R > 4u) {
-            hi += vec4<f32>(unit_dot(d_hi.x, unit_dm(r4, u), s), unit_dot(d_hi.y, unit_dm(r5, u), s),
-                            unit_dot(d_hi.z, unit_dm(r6, u), s), unit_dot(d_hi.w, unit_dm(r7, u), s));
+            hi += vec4<f32>(unit_dot(d_hi.x, unit_dm(rq1.x, u), s), unit_dot(d_hi.y, unit_dm(rq1.y, u), s),
+                            unit_dot(d_hi.z, unit_dm(rq1.z, u), s), unit_dot(d_hi.w, unit_dm(rq1.w, u), s));
         }
     }
     var acc: Acc;
@@ -164,6 +217,34 @@ fn products_one(lane: u32, first_row: u32, t: u32) -> Acc {
     acc.a1 = hi;
     acc.ss0 = vec4<f32>(ss, 0.0, 0.0, 0.0);
     return acc;
+}
+
+// Decode, one unit at a time: the unit's x is read and normalised once (unit_x) for all R rows
+// (R = 4, 8 or 16: one to four quads), each row's unit decoded whole.
+fn products_one_by_unit(lane: u32, first_row: u32, t: u32) -> Acc {
+    let rq0 = quad_rows(first_row, 0u);
+    let rq1 = quad_rows(first_row, 1u);
+    let rq2 = quad_rows(first_row, 2u);
+    let rq3 = quad_rows(first_row, 3u);
+    var acc: Acc;
+    var ss = 0.0;
+    for (var u = lane; u < ROW_UNITS; u += LANES) {
+        let x = unit_x(t, u);
+        ss += x.ss;
+        acc.a0 += quad_unit(rq0, u, x);
+        if (R > 4u) { acc.a1 += quad_unit(rq1, u, x); }
+        if (R > 8u) { acc.a2 += quad_unit(rq2, u, x); acc.a3 += quad_unit(rq3, u, x); }
+    }
+    acc.ss0 = vec4<f32>(ss, 0.0, 0.0, 0.0);
+    return acc;
+}
+
+// Decode: rows first_row..first_row+R against token t; this lane's units only.
+fn products_one(lane: u32, first_row: u32, t: u32) -> Acc {
+    if (UNIT_X) {
+        return products_one_by_unit(lane, first_row, t);
+    }
+    return products_one_by_piece(lane, first_row, t);
 }
 
 // The decoded elements of one piece for the tile's four rows.
@@ -241,16 +322,17 @@ fn products_tile(lane: u32, first_row: u32, t0: u32, nt: u32) -> Acc {
     return acc;
 }
 
-// Fields an Acc uses: decode 3 (a0, a1, ss0), tiles all 10.
-fn acc_fields() -> u32 {
-    return select(10u, 3u, TT == 1u);
+// Whether field i of an Acc (a0..a7, ss0, ss1 in that order) holds sums: decode uses a0 .. the
+// R / 4 quads and ss0, tiles all of them.
+fn acc_field_used(i: u32) -> bool {
+    return TT > 1u || i < R / 4u || i == 8u;
 }
 
 fn acc_get(acc: Acc, i: u32) -> vec4<f32> {
     switch i {
         case 0u: { return acc.a0; }
         case 1u: { return acc.a1; }
-        case 2u: { return select(acc.a2, acc.ss0, TT == 1u); }
+        case 2u: { return acc.a2; }
         case 3u: { return acc.a3; }
         case 4u: { return acc.a4; }
         case 5u: { return acc.a5; }
@@ -265,7 +347,7 @@ fn acc_set(acc: ptr<function, Acc>, i: u32, v: vec4<f32>) {
     switch i {
         case 0u: { (*acc).a0 = v; }
         case 1u: { (*acc).a1 = v; }
-        case 2u: { if (TT == 1u) { (*acc).ss0 = v; } else { (*acc).a2 = v; } }
+        case 2u: { (*acc).a2 = v; }
         case 3u: { (*acc).a3 = v; }
         case 4u: { (*acc).a4 = v; }
         case 5u: { (*acc).a5 = v; }
@@ -284,26 +366,34 @@ fn reduce_group(acc_in: Acc, lid: u32, lane: u32) -> Acc {
         return acc;
     }
     if (SUBGROUP_REDUCE) {
-        for (var i = 0u; i < acc_fields(); i++) {
-            acc_set(&acc, i, lanes_sum(acc_get(acc, i), LANES));
+        for (var i = 0u; i < 10u; i++) {
+            if (acc_field_used(i)) {
+                acc_set(&acc, i, lanes_sum(acc_get(acc, i), LANES));
+            }
         }
         return acc;
     }
-    for (var i = 0u; i < acc_fields(); i++) {
-        red[i * WG + lid] = acc_get(acc, i);
+    for (var i = 0u; i < 10u; i++) {
+        if (acc_field_used(i)) {
+            red[i * WG + lid] = acc_get(acc, i);
+        }
     }
     // Tree over the group's lanes: rounding error grows with log2(LANES).
     for (var half = LANES / 2u; half > 0u; half >>= 1u) {
         workgroupBarrier();
         if (lane < half) {
-            for (var i = 0u; i < acc_fields(); i++) {
-                red[i * WG + lid] += red[i * WG + lid + half];
+            for (var i = 0u; i < 10u; i++) {
+                if (acc_field_used(i)) {
+                    red[i * WG + lid] += red[i * WG + lid + half];
+                }
             }
         }
     }
     workgroupBarrier();
-    for (var i = 0u; i < acc_fields(); i++) {
-        acc_set(&acc, i, red[i * WG + lid - lane]);
+    for (var i = 0u; i < 10u; i++) {
+        if (acc_field_used(i)) {
+            acc_set(&acc, i, red[i * WG + lid - lane]);
+        }
     }
     return acc;
 }
@@ -311,7 +401,7 @@ fn reduce_group(acc_in: Acc, lid: u32, lane: u32) -> Acc {
 // The finished product of row slot s for token k of the group.
 fn acc_value(acc: Acc, s: u32, k: u32) -> f32 {
     if (TT == 1u) {
-        return select(acc.a1[s % 4u], acc.a0[s % 4u], s < 4u);
+        return acc_get(acc, s / 4u)[s % 4u];
     }
     return acc_get(acc, k)[s];
 }

@@ -18,19 +18,22 @@ use mobilellm_web::quant::GgmlType;
 
 const EPS: f32 = 1e-5;
 
-/// Every form the kernel takes for `tiling` on this device: the software form, the GPU form with
-/// a workgroup-memory reduction (4 and 32 lanes), and with subgroup shuffles where the device has
-/// them (groups no wider than its smallest subgroup).
+/// Every form the kernel takes for `tiling` on this device: the software form (by unit with 8
+/// and 16 rows, by piece with 8), the GPU form with a workgroup-memory reduction (4 and 32 lanes)
+/// and with subgroup shuffles where the device has them (groups no wider than its smallest
+/// subgroup).
 fn forms(gpu: &Gpu, tiling: Tiling) -> Vec<Form> {
-    let tiles = tiling == Tiling::Tiles;
-    let mut out = vec![
-        Form { wg: 8, lanes: 1, rows: if tiles { 4 } else { 8 }, subgroup_reduce: false },
-        Form { wg: 64, lanes: 4, rows: 4, subgroup_reduce: false },
-        Form { wg: 64, lanes: 32, rows: if tiles { 4 } else { 8 }, subgroup_reduce: false },
-    ];
+    let software = |rows, by_unit| Form { wg: 8, lanes: 1, rows, subgroup_reduce: false, by_unit };
+    let mut out = if tiling == Tiling::Tiles {
+        vec![software(4, true)]
+    } else {
+        vec![software(16, true), software(8, true), software(8, false)]
+    };
+    out.push(Form { wg: 64, lanes: 4, rows: 4, subgroup_reduce: false, by_unit: true });
+    out.push(Form { wg: 64, lanes: 32, rows: if tiling == Tiling::Tiles { 4 } else { 8 }, subgroup_reduce: false, by_unit: tiling == Tiling::Tiles });
     if gpu.subgroups {
         let lanes = gpu.info.subgroup_min_size.min(8);
-        out.push(Form { wg: 64, lanes, rows: 4, subgroup_reduce: true });
+        out.push(Form { wg: 64, lanes, rows: 4, subgroup_reduce: true, by_unit: true });
     }
     out
 }

@@ -16,6 +16,9 @@ const MAX_WG: u32 = 64;
 /// SwiftShader's 4-wide ones. Measured on both (bench_matmul): 4 is slower on lavapipe, and 64
 /// is no faster on either while leaving fewer workgroups to spread over the CPU's threads.
 const SOFTWARE_WG: u32 = 8;
+/// Fewest workgroups the software form keeps per product (SwiftShader fans a dispatch out to at
+/// most 16 tasks; lavapipe to one per CPU thread).
+const SOFTWARE_MIN_WORKGROUPS: u32 = 16;
 /// Workgroup size of the GPU form.
 const GPU_WG: u32 = 64;
 
@@ -84,30 +87,43 @@ pub struct Form {
     pub wg: u32,
     /// Lanes per row group (1 = no reduction).
     pub lanes: u32,
-    /// Rows per row group.
+    /// Rows per row group: 4, 8 or 16 (decode; 16 only by unit), 4 (tiles).
     pub rows: u32,
     /// Reduce with subgroup shuffles instead of workgroup memory.
     pub subgroup_reduce: bool,
+    /// Decode loop order: a unit of x read once for all rows (true), or one piece at a time.
+    pub by_unit: bool,
 }
 
 impl Form {
-    /// - Software adapters (`Gpu::cpu_like`): 1 lane per group, 8 rows per invocation (4 in
-    ///   tiles, whose 8 tokens already hold 32 sums). Measured on lavapipe and SwiftShader
-    ///   (bench_matmul): rows 4 -> 8 saves 10-25%, and any barrier costs a coroutine per SIMD group.
+    /// - Software adapters (`Gpu::cpu_like`): 1 lane per group. Loads are what costs most there
+    ///   (lavapipe turns every storage load into a loop over the SIMD lanes, SwiftShader into a
+    ///   gather), so each invocation reads and normalises x once for many rows. The loop order
+    ///   follows the JIT, told apart by the SIMD width (the smallest subgroup): lavapipe's LLVM
+    ///   (8 lanes) runs "by unit" fastest, with 16 rows where that still leaves
+    ///   SOFTWARE_MIN_WORKGROUPS workgroups (bench_matmul: -30% on gate/up over 8 rows by piece);
+    ///   SwiftShader's Subzero (4 lanes) runs "by piece" with 8 rows fastest (by unit is 1.5x
+    ///   slower there: more live values than its register allocator keeps). Tiles: 4 rows (their
+    ///   8 tokens already hold 32 sums).
     /// - GPUs: enough lanes per row that each reads a handful of 16-byte units (the group reads
     ///   lanes * 16 contiguous bytes of a row), at most 32, so short rows keep lanes busy and the
     ///   reduction short; subgroup shuffles when the device has them and a group fits in the
     ///   smallest subgroup. Not measured on a real GPU here.
     pub fn for_adapter(gpu: &Gpu, w: &GpuWeight, tiling: Tiling) -> Form {
         if gpu.cpu_like {
-            let rows = if tiling == Tiling::Tiles { 4 } else { 8 };
-            return Form { wg: SOFTWARE_WG, lanes: 1, rows, subgroup_reduce: false };
+            let by_unit = gpu.info.subgroup_min_size >= 8;
+            let rows = match tiling {
+                Tiling::Tiles => 4,
+                Tiling::Decode if by_unit && w.rows / (SOFTWARE_WG * 16) >= SOFTWARE_MIN_WORKGROUPS => 16,
+                Tiling::Decode => 8,
+            };
+            return Form { wg: SOFTWARE_WG, lanes: 1, rows, subgroup_reduce: false, by_unit };
         }
         let units = w.row_words / 4;
         let lanes = (units / 4).max(1);
         let lanes = (1u32 << (31 - lanes.leading_zeros())).clamp(4, 32);
         let subgroup_reduce = gpu.subgroups && lanes <= gpu.info.subgroup_min_size;
-        Form { wg: GPU_WG, lanes, rows: 4, subgroup_reduce }
+        Form { wg: GPU_WG, lanes, rows: 4, subgroup_reduce, by_unit: true }
     }
 
     fn rows_per_workgroup(&self) -> u32 {
@@ -147,7 +163,7 @@ impl Product<'_> {
         let tiling = self.tiling();
         let form = form.unwrap_or_else(|| Form::for_adapter(gpu, w, tiling));
         let tt = if tiling == Tiling::Tiles { TILE } else { 1 };
-        assert!(form.rows % 2 == 0 && (tt == 1 || form.rows == 4) && form.rows <= 8, "matvec: {form:?} with {tt} tokens");
+        assert!(matches!(form.rows, 4 | 8 | 16) && (tt == 1 || form.rows == 4) && (form.by_unit || form.rows <= 8), "matvec: {form:?} with {tt} tokens");
         assert!(form.wg <= MAX_WG && form.wg % form.lanes == 0, "matvec: {form:?}");
         let constants = vec![
             ("WTYPE", weight_type_code(w.ty) as f64),
@@ -159,6 +175,7 @@ impl Product<'_> {
             ("R", form.rows as f64),
             ("TT", tt as f64),
             ("SUBGROUP_REDUCE", form.subgroup_reduce as u32 as f64),
+            ("UNIT_X", form.by_unit as u32 as f64),
             ("NORM", self.norm.is_some() as u32 as f64),
             ("EPS", self.norm.map_or(0.0, |n| n.eps as f64)),
             ("LAST_TOKEN", (self.rows == Rows::Last) as u32 as f64),
