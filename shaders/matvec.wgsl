@@ -19,8 +19,8 @@
 // Two paths by TT (tokens per workgroup):
 // - TT = 1 (decode): per unit, x is scaled once (weights.wgsl's raw form) and each row costs a
 //   mask, a conversion and an fma per weight; the unit's scale and offset are applied once.
-// - TT > 1 (prefill tiles, R = 4): each weight is decoded once (to act_t) and used for the TT
-//   tokens, so W is read once per tile instead of once per token.
+// - TT > 1 (prefill tiles, R = 4): each weight is decoded once (to act_t, times the norm weight)
+//   and used for the TT tokens, so W is read once per tile instead of once per token.
 //
 // Precision: decode products are f32 on both paths (they are bound by memory, not arithmetic);
 // tiles multiply in act_t (f16 on the f16 path: packed math on GPUs) and accumulate in f32.
@@ -258,9 +258,10 @@ struct TokenDots {
     ss: f32,       // this piece's part of sum x²
 }
 
-// Token t's x for piece p of the unit starting at x vec4 xv, against the four rows.
+// Token t's x for piece p of the unit starting at x vec4 xv, against the four rows (whose
+// elements already carry the norm weight g).
 fn token_dots(t: u32, xv: u32, p: u32, w: Rows4) -> TokenDots {
-    var xa = load_x4(t, xv + p);
+    let xa = load_x4(t, xv + p);
     var xb = vec4<f32>(0.0);
     if (is_q4()) {
         xb = load_x4(t, xv + p + 4u);
@@ -268,10 +269,6 @@ fn token_dots(t: u32, xv: u32, p: u32, w: Rows4) -> TokenDots {
     var ss = 0.0;
     if (NORM) {
         ss = dot(xa, xa) + dot(xb, xb);
-        xa *= load_g4(xv + p);
-        if (is_q4()) {
-            xb *= load_g4(xv + p + 4u);
-        }
     }
     let ha = vec4<act_t>(xa);
     var d = vec4<f32>(f32(dot(w.a0, ha)), f32(dot(w.a1, ha)), f32(dot(w.a2, ha)), f32(dot(w.a3, ha)));
@@ -300,13 +297,22 @@ fn products_tile(lane: u32, first_row: u32, t0: u32, nt: u32) -> Acc {
         let dm3 = unit_dm(r3, u);
         let xv = u * (epu() / 4u);
         for (var p = 0u; p < pieces(); p++) {
-            // Decode each weight once; it serves every token of the tile.
+            // Decode each weight once (times the norm weight: (x * g)·w = x·(g * w)); it serves
+            // every token of the tile.
+            var ga = vec4<f32>(1.0);
+            var gb = vec4<f32>(1.0);
+            if (NORM) {
+                ga = load_g4(xv + p);
+                if (is_q4()) {
+                    gb = load_g4(xv + p + 4u);
+                }
+            }
             let e0 = piece_elements(piece_raw(q0, p), dm0);
             let e1 = piece_elements(piece_raw(q1, p), dm1);
             let e2 = piece_elements(piece_raw(q2, p), dm2);
             let e3 = piece_elements(piece_raw(q3, p), dm3);
-            let w = Rows4(vec4<act_t>(e0.a), vec4<act_t>(e1.a), vec4<act_t>(e2.a), vec4<act_t>(e3.a),
-                          vec4<act_t>(e0.b), vec4<act_t>(e1.b), vec4<act_t>(e2.b), vec4<act_t>(e3.b));
+            let w = Rows4(vec4<act_t>(e0.a * ga), vec4<act_t>(e1.a * ga), vec4<act_t>(e2.a * ga), vec4<act_t>(e3.a * ga),
+                          vec4<act_t>(e0.b * gb), vec4<act_t>(e1.b * gb), vec4<act_t>(e2.b * gb), vec4<act_t>(e3.b * gb));
             var r = token_dots(t0, xv, p, w);
             acc.a0 += r.d;
             acc.ss0.x += r.ss;
