@@ -1,6 +1,7 @@
-//! The kernels: one WGSL file per family under `shaders/`, compiled after a prelude generated here
-//! from the Rust definitions the shaders share (the `Step` uniform, the weight-type codes, each
-//! family's fixed sizes), so nothing of the Rust/WGSL contract is mirrored by hand.
+//! The kernels: WGSL files under `shaders/` (one per family; the product kernel's two paths in
+//! files of their own), compiled after a prelude generated here from the Rust definitions the
+//! shaders share (the `Step` uniform, the weight-type codes, each family's fixed sizes), so
+//! nothing of the Rust/WGSL contract is mirrored by hand.
 
 use super::StepParams;
 use crate::quant::GgmlType;
@@ -63,12 +64,17 @@ fn lanes_sum(v: vec4<f32>, lanes: u32) -> vec4<f32> {
 ";
 
 impl Kernel {
-    pub fn file_source(self) -> &'static str {
+    /// The family's WGSL files, in order (the product kernel is split by path).
+    pub fn files(self) -> &'static [&'static str] {
         match self {
-            Kernel::Embed => include_str!("../../shaders/embed.wgsl"),
-            Kernel::Matvec => include_str!("../../shaders/matvec.wgsl"),
-            Kernel::Attention => include_str!("../../shaders/attention.wgsl"),
-            Kernel::TopK => include_str!("../../shaders/topk.wgsl"),
+            Kernel::Embed => &[include_str!("../../shaders/embed.wgsl")],
+            Kernel::Matvec => &[
+                include_str!("../../shaders/matvec.wgsl"),
+                include_str!("../../shaders/matvec_decode.wgsl"),
+                include_str!("../../shaders/matvec_tiles.wgsl"),
+            ],
+            Kernel::Attention => &[include_str!("../../shaders/attention.wgsl")],
+            Kernel::TopK => &[include_str!("../../shaders/topk.wgsl")],
         }
     }
 
@@ -88,7 +94,7 @@ impl Kernel {
     }
 
     /// Full source: the generated prelude, weights.wgsl for the kernels that read weights, then
-    /// the family's file.
+    /// the family's files.
     pub fn source(self, features: ShaderFeatures) -> String {
         let mut s = String::new();
         if features.f16 {
@@ -105,7 +111,10 @@ impl Kernel {
             s.push_str(include_str!("../../shaders/weights.wgsl"));
             s.push('\n');
         }
-        s.push_str(self.file_source());
+        for file in self.files() {
+            s.push_str(file);
+            s.push('\n');
+        }
         s
     }
 }
