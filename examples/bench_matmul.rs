@@ -1,19 +1,25 @@
-//! Micro-benchmark of the matmul kernel: decode matrix-vector products at the SmolLM2-135M shapes
-//! and a 64-token prefill, on the default adapter, f32 and (when offered) f16 paths.
+//! Micro-benchmark of the fused product kernel (ops::matvec) at the SmolLM2-135M decode step's
+//! shapes (Q/K/V with RMSNorm + RoPE + KV write, O + residual, gate/up + SwiGLU, down + residual,
+//! the tied Q8_0 logits) and a 64-token prefill, in each form of the kernel, on the f32 and (when
+//! offered) f16 paths of the default adapter. Run it on SwiftShader natively with
+//! VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json.
 //!
 //! cargo run --release --example bench_matmul [-- --f32-only] [--quick (decode only)]
 //!
-//! Each measurement encodes `reps` dispatches into one pass, submits once and waits, so the time
-//! per product includes no per-submit overhead (as in a decode step of ~200 dispatches).
-//! GB/s counts the weight bytes read (quants + scales) once per product.
+//! Each measurement encodes `reps` dispatches into one pass, submits once and waits (no
+//! per-submit overhead, as in a decode step). Printed per product: wall ms (median of 5), CPU ms
+//! of this process per product (software adapters run on the CPU: CPU time is steadier than
+//! wall time on a shared machine), and GB/s of weight bytes (quants + scales) read once.
 
 use std::time::Instant;
 
-use mobilellm_web::gpu::ops::matmul::{matmul, Epilogue};
-use mobilellm_web::gpu::{Gpu, GpuOptions, Precision, GpuWeight, StepParams, TokenCount};
+use mobilellm_web::gpu::ops::matvec::{matvec_with, qkv_with, Epilogue, Form, Norm, Product, QkvTarget, Rows, Tiling};
+use mobilellm_web::gpu::ops::AttnShape;
+use mobilellm_web::gpu::{Gpu, GpuOptions, GpuWeight, Op, Precision, StepParams};
 use mobilellm_web::quant::GgmlType;
 
-/// Random block bytes (any quant bit pattern is valid; small f16 scales).
+/// Random block bytes (any quant bit pattern is valid) with sane f16 scales (0.01), or random
+/// small floats.
 fn random_tensor(seed: &mut u64, ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
     let mut next = || {
         *seed ^= *seed << 13;
@@ -21,85 +27,151 @@ fn random_tensor(seed: &mut u64, ty: GgmlType, rows: usize, cols: usize) -> Vec<
         *seed ^= *seed << 17;
         *seed
     };
-    let nbytes = ty.bytes_for((rows * cols) as u64).unwrap() as usize;
-    let mut out: Vec<u8> = (0..nbytes).map(|_| next() as u8).collect();
-    // Overwrite every scale (and Q4_1 min) with a sane f16 (0.01) so no NaN/Inf slows anything.
-    let (bb, nscale) = match ty {
-        GgmlType::Q8_0 | GgmlType::Q4_0 => (ty.block_bytes(), 1),
-        GgmlType::Q4_1 => (ty.block_bytes(), 2),
-        _ => unimplemented!("the benchmark covers the block types"),
-    };
-    for b in out.chunks_mut(bb) {
-        for k in 0..nscale {
-            b[2 * k..2 * k + 2].copy_from_slice(&half::f16::from_f32(0.01).to_le_bytes());
+    let n = rows * cols;
+    match ty {
+        GgmlType::F32 => (0..n).flat_map(|_| ((next() % 1000) as f32 / 1e4).to_le_bytes()).collect(),
+        GgmlType::F16 | GgmlType::BF16 => (0..n).flat_map(|_| half::f16::from_f32((next() % 1000) as f32 / 1e4).to_le_bytes()).collect(),
+        _ => {
+            let mut out: Vec<u8> = (0..ty.bytes_for(n as u64).unwrap()).map(|_| next() as u8).collect();
+            let scales = if ty == GgmlType::Q4_1 { 2 } else { 1 };
+            for b in out.chunks_mut(ty.block_bytes()) {
+                for k in 0..scales {
+                    b[2 * k..2 * k + 2].copy_from_slice(&half::f16::from_f32(0.01).to_le_bytes());
+                }
+            }
+            out
         }
     }
-    out
 }
 
-fn bench(gpu: &Gpu, ty: GgmlType, rows: usize, cols: usize, tokens: u32) {
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let bytes = random_tensor(&mut seed, ty, rows, cols);
-    let w = GpuWeight::upload(gpu, "w", ty, rows, cols, &bytes).unwrap();
-    let weight_bytes = w.data.size() + w.scales.size();
-    let x = gpu.storage_buffer_init("x", bytemuck::cast_slice(&vec![0.5f32; tokens as usize * cols]));
-    let y = gpu.storage_buffer("y", 4 * (tokens as usize * rows) as u64);
-    let step_buf = gpu.uniform_buffer("step", std::mem::size_of::<StepParams>() as u64);
-    let op = matmul(gpu, &step_buf, &w, &x, &y, Epilogue::Store, TokenCount::Step);
-    let step = StepParams::new(0, tokens);
-    let wait = || gpu.device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+/// This process's CPU seconds (user + system, all threads: lavapipe's and SwiftShader's workers
+/// included). Linux only; 0 elsewhere.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
 
-    // Warm up (pipeline already compiled), then pick reps for ~0.3 s.
-    gpu.run_ops(&[&op], &step, &step_buf);
+/// (wall ms median, CPU ms) per run of `op`.
+fn time(gpu: &Gpu, op: &Op, step: &StepParams, step_buf: &wgpu::Buffer) -> (f64, f64) {
+    let wait = || gpu.device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    gpu.run_ops(&[op], step, step_buf);
     wait();
     let t = Instant::now();
-    gpu.run_ops(&[&op, &op], &step, &step_buf);
+    gpu.run_ops(&[op, op], step, step_buf);
     wait();
-    let one = t.elapsed().as_secs_f64() / 2.0;
-    let reps = ((0.3 / one) as usize).clamp(2, 500);
-    let _ = std::env::var("BENCH_ONLY");
-    let ops: Vec<_> = std::iter::repeat_n(&op, reps).collect();
-    let t = Instant::now();
-    gpu.run_ops(&ops, &step, &step_buf);
-    wait();
-    let secs = t.elapsed().as_secs_f64() / reps as f64;
-    let gflops = 2.0 * (rows * cols) as f64 * tokens as f64 / secs / 1e9;
+    let reps = ((0.3 / (t.elapsed().as_secs_f64() / 2.0)) as usize).clamp(2, 1000);
+    let ops: Vec<&Op> = std::iter::repeat_n(op, reps).collect();
+    let mut walls = Vec::new();
+    let c0 = cpu_seconds();
+    for _ in 0..5 {
+        let t = Instant::now();
+        gpu.run_ops(&ops, step, step_buf);
+        wait();
+        walls.push(t.elapsed().as_secs_f64() / reps as f64);
+    }
+    let cpu = (cpu_seconds() - c0) / (5 * reps) as f64;
+    walls.sort_by(f64::total_cmp);
+    (walls[2] * 1e3, cpu * 1e3)
+}
+
+/// One product of the decode step (or a prefill tile run over `tokens`).
+struct Case {
+    name: &'static str,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    norm: bool,
+    what: What,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum What {
+    Qkv,
+    Product(Epilogue),
+    Logits,
+}
+
+const SHAPE: AttnShape = AttnShape { n_heads: 9, n_kv_heads: 3, head_dim: 64, n_ctx: 512, rope_base: 100000.0 };
+
+fn bench(gpu: &Gpu, form: Form, c: &Case, tokens: u32) {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let w = GpuWeight::upload(gpu, c.name, c.ty, c.rows, c.cols, &random_tensor(&mut seed, c.ty, c.rows, c.cols)).unwrap();
+    let weight_bytes = (w.data.size() + w.scales.size()) as f64;
+    let x = gpu.storage_buffer_init("x", bytemuck::cast_slice(&vec![0.5f32; (tokens as usize * c.cols).max(16384)]));
+    let g = gpu.storage_buffer_init("g", bytemuck::cast_slice(&vec![1.0f32; c.cols.max(16384)]));
+    let y = gpu.storage_buffer("y", 4 * (tokens as usize * c.rows) as u64);
+    let step_buf = gpu.uniform_buffer("step", std::mem::size_of::<StepParams>() as u64);
+    let tiling = if tokens > 1 { Tiling::Tiles } else { Tiling::Decode };
+    let rows = if c.what == What::Logits { Rows::Last } else { Rows::All(tiling) };
+    let p = Product { weight: &w, x: &x, norm: c.norm.then_some(Norm { weight: &g, eps: 1e-5 }), rows };
+    let (q, kc, vc) = (gpu.storage_buffer("q", 4 * 576 * tokens as u64), gpu.storage_buffer("k", SHAPE.kv_cache_bytes(gpu)), gpu.storage_buffer("v", SHAPE.kv_cache_bytes(gpu)));
+    let rope = gpu.storage_buffer_init("rope", bytemuck::cast_slice(&SHAPE.rope_table()));
+    let t0 = Instant::now();
+    let op = match c.what {
+        What::Qkv => qkv_with(gpu, &step_buf, &p, &QkvTarget { shape: SHAPE, q: &q, k_cache: &kc, v_cache: &vc, rope: &rope, row_base: 0 }, Some(form)),
+        What::Product(e) => matvec_with(gpu, &step_buf, &p, &y, e, Some(form)),
+        What::Logits => matvec_with(gpu, &step_buf, &p, &y, Epilogue::Store, Some(form)),
+    };
+    let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
+    gpu.take_error().expect("a valid pipeline");
+    let (wall, cpu) = time(gpu, &op, &StepParams::new(0, tokens), &step_buf);
     println!(
-        "{:5} {:>6}x{:<5} T={:<3} {:8.3} ms  {:6.2} GB/s  {:6.2} GFLOP/s",
-        ty.name(),
-        rows,
-        cols,
+        "{:<8} {:5} {:>6}x{:<5} T={:<3} {:8.3} ms  cpu {:8.3} ms  {:6.2} GB/s  (pipeline {:5.0} ms)  lanes {} rows {}{}{}",
+        c.name,
+        c.ty.name(),
+        c.rows,
+        c.cols,
         tokens,
-        secs * 1e3,
-        weight_bytes as f64 / secs / 1e9,
-        gflops
+        wall,
+        cpu,
+        weight_bytes / wall / 1e6,
+        compile_ms,
+        form.lanes,
+        form.rows,
+        if form.subgroup_reduce { " subgroups" } else { "" },
+        if form.by_unit { " by unit" } else { " by piece" }
     );
 }
 
 fn main() {
     let f32_only = std::env::args().any(|a| a == "--f32-only");
     let quick = std::env::args().any(|a| a == "--quick");
+    let decode = [
+        Case { name: "qkv", ty: GgmlType::Q4_1, rows: 960, cols: 576, norm: true, what: What::Qkv },
+        Case { name: "o", ty: GgmlType::Q4_1, rows: 576, cols: 576, norm: false, what: What::Product(Epilogue::Accumulate) },
+        Case { name: "gate_up", ty: GgmlType::Q4_1, rows: 3072, cols: 576, norm: true, what: What::Product(Epilogue::SwigluPairs) },
+        Case { name: "down", ty: GgmlType::Q4_1, rows: 576, cols: 1536, norm: false, what: What::Product(Epilogue::Accumulate) },
+        Case { name: "logits", ty: GgmlType::Q8_0, rows: 49152, cols: 576, norm: true, what: What::Logits },
+        Case { name: "f16", ty: GgmlType::F16, rows: 1536, cols: 576, norm: false, what: What::Product(Epilogue::Store) },
+        Case { name: "q8_0", ty: GgmlType::Q8_0, rows: 1536, cols: 576, norm: false, what: What::Product(Epilogue::Store) },
+        Case { name: "q4_0", ty: GgmlType::Q4_0, rows: 1536, cols: 576, norm: false, what: What::Product(Epilogue::Store) },
+    ];
     let mut paths = vec![true];
     if !f32_only {
         paths.push(false);
     }
     for force_f32 in paths {
-        let gpu = pollster::block_on(Gpu::new(&GpuOptions { precision: if force_f32 { Precision::F32 } else { Precision::F16 } })).expect("GPU adapter");
+        let mut gpu = pollster::block_on(Gpu::new(&GpuOptions { precision: if force_f32 { Precision::F32 } else { Precision::F16 } })).expect("GPU adapter");
         if !force_f32 && !gpu.f16 {
             break;
         }
         println!("== {}", gpu.adapter_summary());
-        for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
-            for (rows, cols) in [(576, 576), (1536, 576), (576, 1536), (49152, 576)] {
-                bench(&gpu, ty, rows, cols, 1);
+        let adapter_is_software = gpu.cpu_like;
+        // The adapter's own form first, then the other one.
+        for software in [adapter_is_software, !adapter_is_software] {
+            gpu.cpu_like = software;
+            for (cases, tokens) in [(&decode[..], 1u32), (&decode[1..4], 64)] {
+                if quick && tokens > 1 {
+                    continue;
+                }
+                for c in cases {
+                    let probe = GpuWeight::upload(&gpu, "probe", c.ty, c.rows, c.cols, &random_tensor(&mut 1, c.ty, c.rows, c.cols)).unwrap();
+                    let tiling = if tokens > 1 { Tiling::Tiles } else { Tiling::Decode };
+                    bench(&gpu, Form::for_adapter(&gpu, &probe, tiling), c, tokens);
+                }
             }
-        }
-        if quick {
-            continue;
-        }
-        for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
-            bench(&gpu, ty, 1536, 576, 64);
-            bench(&gpu, ty, 576, 1536, 64);
         }
     }
 }

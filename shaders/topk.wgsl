@@ -19,9 +19,7 @@ override MERGE: bool;         // read lists (true) or logits (false)
 override IN_LISTS: u32 = 1u;  // merge: lists per row in the input
 override LPW: u32 = 1u;       // merge: input lists per workgroup (LPW * K <= SLICE)
 
-const WG: u32 = 256u;
-const ELEMS: u32 = 16u;
-const SLICE: u32 = 4096u;     // WG * ELEMS
+// WG, ELEMS and SLICE = WG * ELEMS come from src/gpu/ops/topk.rs through the prelude.
 const NEG: f32 = -3.0e38;
 const PAD_ID: u32 = 0xffffffffu;
 const NEG_INF_BITS: u32 = 0xff800000u;

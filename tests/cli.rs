@@ -102,7 +102,7 @@ fn bench_profile_accounts_for_every_dispatch() {
     let per_step: u64 = ops.iter().map(|o| o["per_step"].as_u64().unwrap()).sum();
     assert_eq!(per_step, v["dispatches_per_token"].as_u64().unwrap(), "{p}");
     assert_eq!(p["kv_len"].as_u64(), Some(6));
-    for kernel in ["embed", "rmsnorm", "matmul", "matmul_swiglu", "rope_kv", "attn_split", "topk_select"] {
+    for kernel in ["embed", "norm_qkv_rope", "attention", "matvec_residual", "norm_gate_up_swiglu", "norm_matvec", "topk_select"] {
         assert!(ops.iter().any(|o| o["op"].as_str().unwrap().split(' ').next() == Some(kernel)), "no {kernel} in {p}");
     }
     assert!(p["step_ms"].as_f64().unwrap() > 0.0);

@@ -1,6 +1,7 @@
 //! The whole engine on small random models the test builds itself (every weight type, `llama`
-//! and `mobilellm` with block_repeat 2): GPU logits against the CPU reference, for chunked
-//! prefill and for single-token (decode) steps, and layer sharing against duplicated blocks.
+//! and `mobilellm` with block_repeat 2, GQA ratios 1 to 4, Q/K/V and gate/up of different types):
+//! GPU logits against the CPU reference, for chunked prefill and for single-token (decode) steps,
+//! and layer sharing against duplicated blocks.
 
 mod common;
 
@@ -8,10 +9,10 @@ use std::rc::Rc;
 
 use mobilellm_web::cpu::{CpuModel, CpuSession};
 use mobilellm_web::engine::{GenerateRequest, LoadedModel, Session, SessionOptions};
-use mobilellm_web::gguf::GgufFile;
+use mobilellm_web::gguf::{GgufFile, GgufWriter};
 use mobilellm_web::model::synth::{duplicate_blocks, synth_gguf, SynthSpec};
 use mobilellm_web::model::{Arch, ModelConfig, ModelTensors};
-use mobilellm_web::quant::GgmlType;
+use mobilellm_web::quant::{dequantize, quantize, GgmlType};
 use mobilellm_web::sampler::SamplingParams;
 
 /// Logits compared as |gpu - cpu| <= ATOL + RTOL * |cpu|. The f32 path differs from the f64-accumulated
@@ -104,6 +105,79 @@ fn gqa_shapes_and_untied_output_match_cpu() {
     let cpu = cpu_logits(&bytes, &toks);
     let (rows, _) = gpu_top(&bytes, true, 16, &toks, 8);
     check_against_cpu("9/3 heads untied", &rows, &cpu, ATOL_F32, RTOL_F32);
+}
+
+/// GQA ratios 1 (every query head its own KV head), 3 (SmolLM2, MobileLLM) and 4, through
+/// prefill tiles (chunk 16) and decode steps (chunk 1).
+#[test]
+fn gqa_ratios_1_3_4_match_cpu() {
+    for (i, (n_heads, n_kv_heads)) in [(4, 4), (6, 2), (8, 2)].into_iter().enumerate() {
+        let mut sp = spec(Arch::Llama, GgmlType::Q4_1, GgmlType::Q8_0, 30 + i as u64);
+        (sp.n_heads, sp.n_kv_heads, sp.head_dim) = (n_heads, n_kv_heads, 16);
+        let bytes = synth_gguf(&sp).unwrap();
+        let toks = tokens(24, sp.n_vocab as u32, 40 + i as u64);
+        let cpu = cpu_logits(&bytes, &toks);
+        for chunk in [16, 1] {
+            let (rows, _) = gpu_top(&bytes, true, chunk, &toks, 8);
+            check_against_cpu(&format!("{n_heads}/{n_kv_heads} heads chunk {chunk}"), &rows, &cpu, ATOL_F32, RTOL_F32);
+        }
+    }
+}
+
+/// `bytes` with the named block tensors re-encoded as other types (their values go through the
+/// original type's dequantiser first, so the CPU reference reads the same numbers).
+fn retype(bytes: &[u8], new_type: impl Fn(&str) -> Option<GgmlType>) -> Vec<u8> {
+    let file = GgufFile::parse(bytes).unwrap();
+    let mut w = GgufWriter::new();
+    w.alignment = file.alignment;
+    for (k, v) in &file.metadata {
+        w.add_meta(k, v.clone());
+    }
+    for t in &file.tensors {
+        w.add_tensor(&t.name, &t.dims, new_type(&t.name).unwrap_or(t.ty));
+    }
+    let mut out = Vec::new();
+    w.write(&mut out, &mut |i| {
+        let t = &file.tensors[i];
+        let data = file.try_tensor_data(bytes, t).unwrap();
+        Ok(match new_type(&t.name) {
+            Some(ty) => quantize(ty, &dequantize(t.ty, data, t.n_elements() as usize).unwrap()).unwrap(),
+            None => data.to_vec(),
+        })
+    })
+    .unwrap();
+    out
+}
+
+/// A file whose Q, K and V (and gate and up) types differ cannot stack them into one product:
+/// the GPU runs them unfused (3 + 2 dispatches instead of 1 + 1 per block), with the same results.
+#[test]
+fn mixed_qkv_and_gate_up_types_run_unfused_and_match_cpu() {
+    let sp = spec(Arch::Llama, GgmlType::Q4_1, GgmlType::Q8_0, 51);
+    let fused = synth_gguf(&sp).unwrap();
+    let mixed = retype(&fused, |name| match name.rsplit('.').nth(1) {
+        Some("attn_k") => Some(GgmlType::Q8_0),
+        Some("attn_v") => Some(GgmlType::F16),
+        Some("ffn_up") => Some(GgmlType::Q4_0),
+        _ => None,
+    });
+    let toks = tokens(24, sp.n_vocab as u32, 52);
+    let cpu = cpu_logits(&mixed, &toks);
+    for chunk in [16, 1] {
+        let (rows, _) = gpu_top(&mixed, true, chunk, &toks, 8);
+        check_against_cpu(&format!("mixed types chunk {chunk}"), &rows, &cpu, ATOL_F32, RTOL_F32);
+    }
+    // Dispatches per decoded token: the embedding, 5 per block (8 unfused), and the greedy head's
+    // logits and one top-k pass (300 logits fit one slice).
+    let per_token = |bytes: &[u8]| {
+        let model = LoadedModel::load(Rc::new(common::gpu(true)), bytes).unwrap();
+        let mut s = Session::new(model, &SessionOptions { n_ctx: Some(64), prefill_chunk: 8 }).unwrap();
+        let mut req = GenerateRequest::new(SamplingParams::greedy(), 3);
+        req.ignore_eos = true;
+        pollster::block_on(s.generate(&toks[..5], &req, &mut |_| {})).unwrap().dispatches_per_step
+    };
+    assert_eq!(per_token(&fused), 1 + 5 * sp.n_layers as u32 + 2);
+    assert_eq!(per_token(&mixed), 1 + 8 * sp.n_layers as u32 + 2);
 }
 
 #[test]

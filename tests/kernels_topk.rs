@@ -5,7 +5,7 @@
 mod common;
 
 use common::{gpus, Rng};
-use mobilellm_web::gpu::ops::topk::{out_words_per_row, topk};
+use mobilellm_web::gpu::ops::topk::{out_words_per_row, topk, TopkScratch};
 use mobilellm_web::gpu::{Gpu, StepParams, TokenCount};
 use mobilellm_web::sampler::{candidates_from_logits, SamplingParams};
 
@@ -67,7 +67,8 @@ fn check(gpu: &Gpu, vocab: u32, k: u32, rows: TokenCount, n_tokens: u32, ties: b
     let hb = gpu.storage_buffer_init("history", bytemuck::cast_slice(&history));
     let words = out_words_per_row(k) as usize;
     let out = gpu.storage_buffer("out", (max_rows * words * 4) as u64);
-    let ops = topk(gpu, &step, &lb, vocab, &hb, k, rows, max_rows as u32, &out);
+    let scratch = TopkScratch::new(gpu, vocab, k, max_rows as u32);
+    let ops = topk(gpu, &step, &lb, vocab, &hb, k, rows, &scratch, &out);
     let mut params = StepParams::new(0, n_tokens);
     params.n_history = history.len() as u32;
     params.repeat_penalty = penalty;
@@ -147,7 +148,8 @@ fn gpu_candidates(gpu: &Gpu, data: &[f32], history: &[u32], params: &SamplingPar
     let lb = gpu.storage_buffer_init("logits", bytemuck::cast_slice(data));
     let hb = gpu.storage_buffer_init("history", bytemuck::cast_slice(history));
     let out = gpu.storage_buffer("out", out_words_per_row(k) as u64 * 4);
-    let ops = topk(gpu, &step, &lb, vocab, &hb, k, TokenCount::One, 1, &out);
+    let scratch = TopkScratch::new(gpu, vocab, k, 1);
+    let ops = topk(gpu, &step, &lb, vocab, &hb, k, TokenCount::One, &scratch, &out);
     let mut p = StepParams::new(0, 1);
     p.n_history = history.len() as u32;
     p.repeat_penalty = params.repeat_penalty;

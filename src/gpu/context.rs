@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::Kernel;
+use super::{Kernel, ShaderFeatures};
 use crate::{Error, Result};
 
 /// Which arithmetic the kernels use.
@@ -42,9 +42,14 @@ pub struct Gpu {
     /// True when kernels are compiled with `enable f16;` (adapter has SHADER_F16 and not forced off).
     pub f16: bool,
     /// A software adapter (lavapipe, SwiftShader): workgroups run as SIMD lanes of CPU threads, so
-    /// kernels pick splits that avoid shared-memory reductions (see ops::matmul). Public so tests
-    /// can build either variant on the same adapter.
+    /// kernels take their barrier-free form (see ops::matvec::Form). Public so tests can build
+    /// either form on the same adapter.
     pub cpu_like: bool,
+    /// Kernels may reduce with subgroup operations (the device has them; natively only: wgpu's web
+    /// backend does not request them). Public so tests can turn them off to cover the fallback.
+    pub subgroups: bool,
+    /// What the kernels' prelude is compiled with (fixed when the device is created).
+    features: ShaderFeatures,
     pipelines: RefCell<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     /// Bytes of GPU buffers created through this context (reported by `bench`).
     allocated: Cell<u64>,
@@ -74,6 +79,12 @@ impl Gpu {
         if want_f16 {
             features |= wgpu::Features::SHADER_F16;
         }
+        // Subgroup shuffles speed up the GPU form's reductions. Software adapters never reduce
+        // across lanes, but lavapipe has them, which lets the tests cover that path.
+        let subgroups = adapter.features().contains(wgpu::Features::SUBGROUP);
+        if subgroups {
+            features |= wgpu::Features::SUBGROUP;
+        }
         // Ask for what the adapter has: wgpu's defaults cap storage bindings at 128 MiB.
         let limits = adapter.limits();
         let (device, queue) = adapter
@@ -101,6 +112,8 @@ impl Gpu {
             limits,
             f16: want_f16,
             cpu_like: software,
+            subgroups,
+            features: ShaderFeatures { f16: want_f16, subgroups },
             pipelines: RefCell::new(HashMap::new()),
             allocated: Cell::new(0),
         })
@@ -120,7 +133,7 @@ impl Gpu {
         }
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(entry),
-            source: wgpu::ShaderSource::Wgsl(kernel.source(self.f16).into()),
+            source: wgpu::ShaderSource::Wgsl(kernel.source(self.features).into()),
         });
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
@@ -138,10 +151,10 @@ impl Gpu {
         pipeline
     }
 
-    /// A storage buffer (read/write in shaders, copyable both ways). Sizes round up to 4 bytes,
-    /// and are at least 4 (zero-sized bindings are invalid).
+    /// A storage buffer (read/write in shaders, copyable both ways). Sizes round up to 16 bytes
+    /// (kernels read vectors as vec4s: the last one stays inside), and are at least 16.
     pub fn storage_buffer(&self, label: &str, size: u64) -> wgpu::Buffer {
-        let size = size.max(4).next_multiple_of(4);
+        let size = size.max(16).next_multiple_of(16);
         self.allocated.set(self.allocated.get() + size);
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
@@ -151,15 +164,15 @@ impl Gpu {
         })
     }
 
-    /// A storage buffer holding `bytes` (padded with zeros to a multiple of 4).
+    /// A storage buffer holding `bytes` (the rest of its 16-byte rounding is zeros).
     pub fn storage_buffer_init(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
         let buf = self.storage_buffer(label, bytes.len() as u64);
-        if bytes.len() % 4 == 0 {
-            self.queue.write_buffer(&buf, 0, bytes);
-        } else {
-            let mut padded = bytes.to_vec();
-            padded.resize(bytes.len().next_multiple_of(4), 0);
-            self.queue.write_buffer(&buf, 0, &padded);
+        let whole = bytes.len() / 4 * 4;
+        self.queue.write_buffer(&buf, 0, &bytes[..whole]);
+        if whole < bytes.len() {
+            let mut tail = bytes[whole..].to_vec();
+            tail.resize(4, 0);
+            self.queue.write_buffer(&buf, whole as u64, &tail);
         }
         buf
     }
@@ -280,6 +293,13 @@ impl Gpu {
     }
 
     pub fn adapter_summary(&self) -> String {
-        format!("{} ({:?}, {:?}){}", self.info.name, self.info.backend, self.info.device_type, if self.f16 { ", f16" } else { ", f32" })
+        format!(
+            "{} ({:?}, {:?}){}{}",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            if self.f16 { ", f16" } else { ", f32" },
+            if self.features.subgroups { format!(", subgroups {}-{}", self.info.subgroup_min_size, self.info.subgroup_max_size) } else { String::new() }
+        )
     }
 }

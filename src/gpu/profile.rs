@@ -33,13 +33,12 @@ impl Graph {
         let mut round_trip_ms = f64::INFINITY;
         for _ in 0..steps.max(5) {
             let t = now_ms();
-            gpu.run_ops(&[], &step, &self.step);
+            gpu.run_ops(&[], &step, self.step_buffer());
             gpu.wait_idle().await?;
             round_trip_ms = round_trip_ms.min(now_ms() - t);
         }
 
-        let head = self.head_last(1);
-        let ops: Vec<_> = self.body.iter().chain(&head.ops).collect();
+        let ops: Vec<_> = self.decode_ops().collect();
         let mut times: Vec<OpTime> = Vec::new();
         for op in &ops {
             let Some([x, y, z]) = op.workgroups(&step) else {
@@ -49,7 +48,7 @@ impl Graph {
             let mut best = f64::INFINITY;
             for _ in 0..steps {
                 let t = now_ms();
-                gpu.run_ops(&[op], &step, &self.step);
+                gpu.run_ops(&[op], &step, self.step_buffer());
                 gpu.wait_idle().await?;
                 best = best.min(now_ms() - t);
             }

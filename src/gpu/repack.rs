@@ -100,6 +100,39 @@ pub fn repack_for_gpu(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Re
     Ok(GpuLayout { data, scales, row_words })
 }
 
+/// Bytes of one row of a [rows, cols] tensor of type `ty` in its GGUF layout.
+fn row_bytes(ty: GgmlType, cols: usize) -> Result<usize> {
+    ty.bytes_for(cols as u64)
+        .filter(|_| cols % ty.block_len() == 0)
+        .map(|b| b as usize)
+        .ok_or_else(|| Error::UnsupportedModel(format!("{} rows of {cols} columns are not whole blocks", ty.name())))
+}
+
+/// GGUF bytes of the matrices `parts` (same type and column count, each [rows_i, cols]) stacked
+/// into one [sum rows_i, cols] matrix: Q, K and V become one product.
+pub fn concat_rows(ty: GgmlType, cols: usize, parts: &[&[u8]]) -> Result<Vec<u8>> {
+    let rb = row_bytes(ty, cols)?;
+    if parts.iter().any(|p| p.len() % rb != 0) {
+        return Err(Error::UnsupportedModel(format!("concat_rows: a part is not whole {} rows of {cols}", ty.name())));
+    }
+    Ok(parts.concat())
+}
+
+/// GGUF bytes of [2 rows, cols] with row 2i = a's row i and row 2i + 1 = b's row i (a, b:
+/// [rows, cols] of one type): gate and up become one product whose adjacent outputs pair up.
+pub fn interleave_rows(ty: GgmlType, cols: usize, a: &[u8], b: &[u8]) -> Result<Vec<u8>> {
+    let rb = row_bytes(ty, cols)?;
+    if a.len() != b.len() || a.len() % rb != 0 {
+        return Err(Error::UnsupportedModel(format!("interleave_rows: {} and {} bytes are not equal whole rows", a.len(), b.len())));
+    }
+    let mut out = Vec::with_capacity(2 * a.len());
+    for (ra, rb) in a.chunks_exact(rb).zip(b.chunks_exact(rb)) {
+        out.extend_from_slice(ra);
+        out.extend_from_slice(rb);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +171,16 @@ mod tests {
         let l = repack_for_gpu(GgmlType::Q8_0, 1, 96, &bytes).unwrap();
         assert_eq!((l.row_words, l.data.len()), (24, 24));
         assert_eq!(l.scales, [1 | 2 << 16, 3]);
+    }
+
+    #[test]
+    fn stacks_and_interleaves_whole_rows() {
+        let a: Vec<u8> = (0..8).collect(); // two F16 rows of 2
+        let b: Vec<u8> = (10..18).collect();
+        assert_eq!(interleave_rows(GgmlType::F16, 2, &a, &b).unwrap(), [0, 1, 2, 3, 10, 11, 12, 13, 4, 5, 6, 7, 14, 15, 16, 17]);
+        assert_eq!(concat_rows(GgmlType::F16, 2, &[&a, &b[..4]]).unwrap().len(), 12);
+        assert!(concat_rows(GgmlType::F16, 2, &[&a[..3]]).is_err());
+        assert!(interleave_rows(GgmlType::Q8_0, 32, &[0; 34], &[0; 68]).is_err());
     }
 
     #[test]

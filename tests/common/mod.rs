@@ -2,6 +2,8 @@
 //! random data, and tolerance checks that report the worst element.
 #![allow(dead_code)]
 
+pub mod weights;
+
 use mobilellm_web::gpu::{Gpu, GpuOptions, Precision};
 
 /// A GPU context; `force_f32` selects the f32 path, otherwise f16 wherever the adapter has

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::rc::Rc;
 
 use mobilellm_web::cpu::kernels::KvType;
-use mobilellm_web::engine::{BackendKind, GenerateRequest, LoadOptions, LoadedModel, Session, SessionOptions};
+use mobilellm_web::engine::{BackendKind, DecodeProfile, GenerateRequest, LoadOptions, LoadedModel, ModelBackend, Session, SessionOptions};
 use mobilellm_web::gpu::{GpuOptions, Precision};
 use mobilellm_web::sampler::SamplingParams;
 use mobilellm_web::tokenizer::{render_chat, ChatMessage};
@@ -237,6 +237,13 @@ pub fn bench(raw: &[String]) -> CliResult {
     let res = pollster::block_on(sess.generate(&prompt, &req, &mut |_| {}))?;
     // Per-kernel times of a decode step after the prompt (each the fastest of three).
     let profile = if args.has("profile") { Some(pollster::block_on(sess.profile_decode(&prompt, 3))?) } else { None };
+    let decode_tok_s = rate(res.tokens.len().saturating_sub(1), res.decode_ms);
+    // GPU: weight bytes a decode step reads, and what the measured rate makes of them (compare
+    // with the device's memory bandwidth: the roofline of a memory-bound step).
+    let weight_bytes_per_token = match &model.backend {
+        ModelBackend::Gpu(g) => Some(g.bytes_per_token(&model.cfg)),
+        ModelBackend::Cpu(_) => None,
+    };
     let out = json!({
         "backend": model.backend_name(),
         "threads": model.threads(),
@@ -246,11 +253,14 @@ pub fn bench(raw: &[String]) -> CliResult {
         "prompt_tokens": prompt_len,
         "generated_tokens": res.tokens.len(),
         "prefill_tok_s": rate(res.prefill_tokens, res.prefill_ms),
-        "decode_tok_s": rate(res.tokens.len().saturating_sub(1), res.decode_ms),
+        "decode_tok_s": decode_tok_s,
         "ttft_ms": res.ttft_ms,
         "gpu_weight_bytes": weights_bytes,
         "gpu_total_bytes": model.weight_bytes(),
         "dispatches_per_token": res.dispatches_per_step,
+        "weight_bytes_per_token": weight_bytes_per_token,
+        "weight_gb_s": weight_bytes_per_token.map(|b| b as f64 * decode_tok_s / 1e9),
+        "kernel_shares": profile.as_ref().map(kernel_shares),
         "submits_per_token": 1,
         "readback_bytes_per_token": res.readback_bytes_per_step,
         "n_ctx": sess.n_ctx(),
@@ -262,6 +272,23 @@ pub fn bench(raw: &[String]) -> CliResult {
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     }
     Ok(())
+}
+
+/// Each kernel's share of a profiled decode step (ops of one label summed over their shapes),
+/// largest first: where a step's time goes, fused kernel by fused kernel.
+fn kernel_shares(p: &DecodeProfile) -> serde_json::Value {
+    let total: f64 = p.ops.iter().map(|o| o.ms_per_step).sum();
+    let mut shares: Vec<(String, f64)> = Vec::new();
+    for o in &p.ops {
+        let kernel = o.op.split(' ').next().unwrap_or(&o.op).to_string();
+        match shares.iter_mut().find(|(k, _)| *k == kernel) {
+            Some((_, ms)) => *ms += o.ms_per_step,
+            None => shares.push((kernel, o.ms_per_step)),
+        }
+    }
+    shares.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let round = |v: f64| (v * 1000.0).round() / 1000.0;
+    serde_json::Value::Array(shares.into_iter().map(|(k, ms)| json!({"kernel": k, "ms": round(ms), "share": round(if total > 0.0 { ms / total } else { 0.0 })})).collect())
 }
 
 pub fn convert(raw: &[String]) -> CliResult {
