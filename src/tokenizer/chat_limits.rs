@@ -57,33 +57,38 @@ pub struct ChatLimits {
     pub recursion: usize,
 }
 
-/// Work charged per value visited by a walk (a few dozen nanoseconds of real work each).
-pub const NODE_WORK: u64 = 64;
+/// Work charged per value visited by a walk: visiting one costs about as much as reading a few
+/// hundred bytes (100-150 ns natively).
+pub const NODE_WORK: u64 = 256;
 /// Memory charged per value created inside a list or map (a 24-byte `Value` plus the allocation
 /// behind it).
 const NODE_BYTES: u64 = 32;
 
 impl ChatLimits {
-    /// Fixed allowances, with a wide margin over what real templates need. Measured with
+    /// Fixed allowances, with a wide margin over what real templates need. Measured by
     /// tests/chat_template.rs `real_templates_stay_far_below_the_limits` over llama.cpp's
-    /// collection (55 templates, 218 renders) and 50-turn conversations of 2 KB messages: at
-    /// most about 37k steps, 3.1 M work units and 0.55 MB for a 101 KB conversation (see the
-    /// report printed by that test). The scaled limits for such a conversation are 20x-80x that.
+    /// collection (the 55 templates of tests/data/chat_templates.json) rendering 50-turn
+    /// conversations of 2 KB messages (104 KB): at most 18.8k steps (gemma-4), 10.9 M work
+    /// units (Qwen3.5) and 0.96 MB of memory (Nemotron-3), 0.6 MB of real heap peak, 10 ms. The
+    /// limits scaled for that conversation are 14x (memory) to 160x (fuel) above.
     ///
     /// - template_bytes 256 KiB: the largest real template is 16.7 KB.
-    /// - fuel 2,000,000 steps (+40 per input byte): about 0.1-0.2 s natively at worst.
-    /// - work 256 M units (+512 per input byte): a few hundred ms of byte work at worst.
-    /// - memory 16 MiB (+48 per input byte): real renders use a few times the input.
+    /// - fuel 1,000,000 steps (+20 per input byte): about 50-100 ms natively when exhausted.
+    /// - work 256 M units (+512 per input byte): at most ~1 M values walked, ~150 ms natively.
+    /// - memory 8 MiB (+48 per input byte): real renders use up to ~9x their input. The heap
+    ///   peak of a hostile render stays within ~3x this (a string being doubled exists as the
+    ///   old value, the new buffer and its copy into a `Value`): 25 MB measured.
     /// - depth 32: the messages are 3 levels deep; JSON schemas of tools rarely pass 10.
-    /// - recursion 200 (50 nested macro calls): real templates nest macros 2-3 deep, and 50
-    ///   levels of minijinja's evaluator fit in a 1 MiB wasm stack with room to spare.
-    pub const BASE: ChatLimits = ChatLimits { template_bytes: 256 << 10, fuel: 2_000_000, work: 256 << 20, memory: 16 << 20, depth: 32, recursion: 200 };
+    /// - recursion 200 (50 nested macro calls): real templates nest macros 2-3 deep, and the
+    ///   deepest recursion this allows needs under 256 KiB of stack natively, a quarter of the
+    ///   1 MiB wasm stack.
+    pub const BASE: ChatLimits = ChatLimits { template_bytes: 256 << 10, fuel: 1_000_000, work: 256 << 20, memory: 8 << 20, depth: 32, recursion: 200 };
 
     /// Limits for a conversation of `input_bytes` bytes (message text, roles, special tokens).
     pub fn for_input(input_bytes: usize) -> ChatLimits {
         let n = input_bytes as u64;
         let b = Self::BASE;
-        ChatLimits { fuel: b.fuel.saturating_add(n.saturating_mul(40)), work: b.work.saturating_add(n.saturating_mul(512)), memory: b.memory.saturating_add(n.saturating_mul(48)), ..b }
+        ChatLimits { fuel: b.fuel.saturating_add(n.saturating_mul(20)), work: b.work.saturating_add(n.saturating_mul(512)), memory: b.memory.saturating_add(n.saturating_mul(48)), ..b }
     }
 }
 
@@ -163,8 +168,15 @@ impl Budget {
             self.work(NODE_WORK + bytes)?;
             match v.kind() {
                 ValueKind::Seq | ValueKind::Iterable | ValueKind::Map => {
-                    if store && v.kind() == ValueKind::Map && self.is_namespace(v) {
-                        return Err(limit_error("chat templates may not store a namespace inside a list, dict or namespace".into()));
+                    if store && v.kind() == ValueKind::Map {
+                        if self.is_namespace(v) {
+                            return Err(limit_error("chat templates may not store a namespace inside a list, dict or namespace".into()));
+                        }
+                        // Dicts (literals, dict(), the messages, keyword arguments) are plain maps;
+                        // other objects shaped like a map (a loop) may hold more than they show.
+                        if !v.is_kwargs() && v.downcast_object_ref::<std::collections::BTreeMap<Value, Value>>().is_none() {
+                            return Err(limit_error("chat templates may not store a loop or other object inside a list, dict or namespace".into()));
+                        }
                     }
                     if depth + 1 > max_depth {
                         return Err(limit_error(format!("chat template built a value nested more than {} levels deep", self.limits.depth)));
@@ -438,6 +450,9 @@ mod hook {
     pub const MUL: &str = "$mul";
     pub const WALK: &str = "$w";
     pub const STORE: &str = "$n";
+    pub const KEEP: &str = "$k";
+    pub const ACC_CONCAT: &str = "$acc~";
+    pub const ACC_ADD: &str = "$acc+";
     pub const INDEX: &str = "$ix";
     pub const SLICE: &str = "$sl";
     pub const FILTER: &str = "$f";
@@ -463,6 +478,23 @@ fn arith(mul: bool, a: Value, b: Value) -> Result<Value, JinjaError> {
     e.eval(minijinja::context! { a => a, b => b })
 }
 
+/// Length of `v` if it is a string (to size a buffer exactly instead of growing it).
+fn str_len(v: &Value) -> usize {
+    v.as_str().map_or(0, str::len)
+}
+
+/// `a + c`, charged.
+fn add(b: &Budget, a: Value, c: Value) -> Result<Value, JinjaError> {
+    if let (Some(x), Some(y)) = (a.as_str(), c.as_str()) {
+        b.alloc(x.len() as u64 + y.len() as u64 + NODE_BYTES)?;
+    } else if is_list(&a) && is_list(&c) {
+        // minijinja concatenates lazily and flattens every 32 levels: about one copy per item.
+        let n = a.len().unwrap_or(0) as u64 + c.len().unwrap_or(0) as u64;
+        b.alloc(n * 8 + NODE_BYTES)?;
+    }
+    arith(false, a, c)
+}
+
 fn is_list(v: &Value) -> bool {
     matches!(v.kind(), ValueKind::Seq | ValueKind::Iterable)
 }
@@ -478,22 +510,13 @@ pub(super) fn install(env: &mut Environment<'_>, budget: &Arc<Budget>) {
 
     let b = budget.clone();
     env.add_function(hook::CONCAT, move |a: Value, c: Value| -> Result<Value, JinjaError> {
-        let mut s = String::new();
+        let mut s = String::with_capacity(str_len(&a) + str_len(&c));
         b.display(&a, &mut s)?;
         b.display(&c, &mut s)?;
         Ok(Value::from(s))
     });
     let b = budget.clone();
-    env.add_function(hook::ADD, move |a: Value, c: Value| -> Result<Value, JinjaError> {
-        if let (Some(x), Some(y)) = (a.as_str(), c.as_str()) {
-            b.alloc(x.len() as u64 + y.len() as u64 + NODE_BYTES)?;
-        } else if is_list(&a) && is_list(&c) {
-            // minijinja concatenates lazily and flattens every 32 levels: about one copy per item.
-            let n = a.len().unwrap_or(0) as u64 + c.len().unwrap_or(0) as u64;
-            b.alloc(n * 8 + NODE_BYTES)?;
-        }
-        arith(false, a, c)
-    });
+    env.add_function(hook::ADD, move |a: Value, c: Value| add(&b, a, c));
     let b = budget.clone();
     env.add_function(hook::MUL, move |a: Value, c: Value| -> Result<Value, JinjaError> {
         let (seq, n) = if a.as_i64().is_some() && !matches!(a.kind(), ValueKind::Bool) { (&c, a.as_i64()) } else { (&a, c.as_i64()) };
@@ -514,8 +537,70 @@ pub(super) fn install(env: &mut Environment<'_>, budget: &Arc<Budget>) {
     });
     let b = budget.clone();
     env.add_function(hook::STORE, move |v: Value| -> Result<Value, JinjaError> {
-        b.walk(&v, true)?;
+        // A new slot, and a new long-lived reference to every string inside (see `ACC_CONCAT`).
+        let shape = b.walk(&v, true)?;
+        b.alloc(shape.bytes + NODE_BYTES)?;
         Ok(v)
+    });
+    let b = budget.clone();
+    env.add_function(hook::KEEP, move |v: Value| -> Result<Value, JinjaError> {
+        // A string bound to a name or a macro argument: a long-lived reference to it.
+        if let Some(s) = v.as_str() {
+            b.alloc(s.len() as u64)?;
+        }
+        Ok(v)
+    });
+    // `{% set ns.a = ns.a ~ x ~ y %}` (and `+` on strings), the way templates accumulate text:
+    // only the new bytes are charged, since the old value is replaced. It is freed then, or
+    // something else still references it, and every other way to reference a string (storing it
+    // in a container, binding it to a name, passing it to a macro) is charged in full. So the
+    // charges still bound what is alive, and accumulating n bytes costs O(n), not O(n^2).
+    let b = budget.clone();
+    env.add_function(hook::ACC_CONCAT, move |args: Rest<Value>| -> Result<Value, JinjaError> {
+        let mut s = String::with_capacity(args.iter().map(str_len).sum());
+        let mut parts = args.0.into_iter();
+        let old = parts.next().unwrap_or_default();
+        match old.as_str() {
+            Some(o) => {
+                b.work(o.len() as u64)?;
+                s.push_str(o);
+            }
+            None => b.display(&old, &mut s)?,
+        }
+        b.alloc(NODE_BYTES)?;
+        for p in parts {
+            b.display(&p, &mut s)?;
+        }
+        Ok(Value::from(s))
+    });
+    let b = budget.clone();
+    env.add_function(hook::ACC_ADD, move |args: Rest<Value>| -> Result<Value, JinjaError> {
+        let mut parts = args.0.into_iter();
+        let mut acc = parts.next().unwrap_or_default();
+        let mut owned: Option<String> = None;
+        for p in parts {
+            match (&owned, acc.as_str(), p.as_str()) {
+                (Some(_), _, Some(x)) => {
+                    b.alloc(x.len() as u64)?;
+                    owned.as_mut().expect("string").push_str(x);
+                }
+                (None, Some(a), Some(x)) => {
+                    b.work(a.len() as u64)?;
+                    b.alloc(x.len() as u64 + NODE_BYTES)?;
+                    let mut o = String::with_capacity(a.len() + x.len());
+                    o.push_str(a);
+                    o.push_str(x);
+                    owned = Some(o);
+                }
+                _ => {
+                    if let Some(o) = owned.take() {
+                        acc = Value::from(o);
+                    }
+                    acc = add(&b, acc, p)?;
+                }
+            }
+        }
+        Ok(owned.map(Value::from).unwrap_or(acc))
     });
     let b = budget.clone();
     env.add_function(hook::INDEX, move |v: Value| -> Result<Value, JinjaError> {
@@ -625,22 +710,25 @@ pub(super) fn install(env: &mut Environment<'_>, budget: &Arc<Budget>) {
     let b = budget.clone();
     let namespace = Value::from_function(minijinja::functions::namespace);
     env.add_function("namespace", move |state: &State, args: Rest<Value>| -> Result<Value, JinjaError> {
+        let mut bytes = NODE_BYTES * 4;
         for a in args.iter() {
-            b.walk(a, true)?;
+            let shape = b.walk(a, true)?;
+            bytes += shape.bytes + shape.nodes * NODE_BYTES;
         }
+        b.alloc(bytes)?;
         let ns = namespace.call(state, &args)?;
-        b.alloc(NODE_BYTES * 4)?;
         b.namespaces.lock().unwrap_or_else(|e| e.into_inner()).push(ns.clone());
         Ok(ns)
     });
     let b = budget.clone();
     let dict = Value::from_function(minijinja::functions::dict);
     env.add_function("dict", move |state: &State, args: Rest<Value>| -> Result<Value, JinjaError> {
-        let mut n = 1;
+        let mut bytes = NODE_BYTES;
         for a in args.iter() {
-            n += b.walk(a, true)?.nodes;
+            let shape = b.walk(a, true)?;
+            bytes += shape.bytes + shape.nodes * NODE_BYTES;
         }
-        b.alloc(n * NODE_BYTES)?;
+        b.alloc(bytes)?;
         dict.call(state, &args)
     });
 
@@ -683,7 +771,7 @@ pub(super) fn render(env: &Environment<'_>, budget: &Budget, source: &str, root:
     let fuel = match result {
         Ok((_, state)) => state.fuel_levels().map_or(0, |(used, _)| used),
         Err(e) if e.kind() == ErrorKind::OutOfFuel => {
-            return Err(limit_error(format!("chat template ran more than {} steps: it loops too much", limits.fuel)));
+            return Err(limit_error(format!("chat template ran more than {} steps: it loops too much", limits.fuel)).with_source(e));
         }
         Err(e) => return Err(e),
     };
@@ -762,7 +850,8 @@ fn rewrite_stmt<'a>(s: &Stmt<'a>) -> Stmt<'a> {
 }
 
 fn rewrite_macro<'a>(m: &ast::Macro<'a>) -> ast::Macro<'a> {
-    ast::Macro { name: m.name, args: m.args.iter().map(rewrite_target).collect(), defaults: m.defaults.iter().map(rewrite).collect(), body: rewrite_stmts(&m.body) }
+    let defaults = m.defaults.iter().map(|d| if is_const(d) { rewrite(d) } else { wrap(hook::KEEP, rewrite(d)) }).collect();
+    ast::Macro { name: m.name, args: m.args.iter().map(rewrite_target).collect(), defaults, body: rewrite_stmts(&m.body) }
 }
 
 /// Assignment targets: names, tuples of names, `namespace.attr`.
@@ -779,9 +868,45 @@ fn rewrite_target<'a>(e: &Expr<'a>) -> Expr<'a> {
 /// unpacked into names, it is walked (unpacking iterates it).
 fn rewrite_assigned<'a>(target: &Expr<'a>, e: &Expr<'a>) -> Expr<'a> {
     match target {
-        Expr::GetAttr(_) => wrap(hook::STORE, rewrite(e)),
+        Expr::GetAttr(_) => match accumulation(target, e) {
+            Some((op, parts)) => {
+                let name = if matches!(op, ast::BinOpKind::Concat) { hook::ACC_CONCAT } else { hook::ACC_ADD };
+                hook_call(name, parts.into_iter().map(rewrite).collect(), e.span())
+            }
+            None => wrap(hook::STORE, rewrite(e)),
+        },
         Expr::List(_) => wrap(hook::WALK, rewrite(e)),
-        _ => rewrite(e),
+        _ if is_const(e) => rewrite(e),
+        _ => wrap(hook::KEEP, rewrite(e)),
+    }
+}
+
+/// `ns.a ~ x ~ y` (or with `+`) assigned to `ns.a`: the operands, `ns.a` first.
+fn accumulation<'e, 'a>(target: &Expr<'a>, e: &'e Expr<'a>) -> Option<(ast::BinOpKind, Vec<&'e Expr<'a>>)> {
+    let Expr::GetAttr(t) = target else { return None };
+    let Expr::Var(ns) = &t.expr else { return None };
+    let Expr::BinOp(top) = e else { return None };
+    let op = top.op;
+    if !matches!(op, ast::BinOpKind::Concat | ast::BinOpKind::Add) {
+        return None;
+    }
+    // The left spine of the same operator, collected right to left.
+    let mut rest = Vec::new();
+    let mut cur = e;
+    while let Expr::BinOp(b) = cur {
+        if std::mem::discriminant(&b.op) != std::mem::discriminant(&op) {
+            break;
+        }
+        rest.push(&b.right);
+        cur = &b.left;
+    }
+    match cur {
+        Expr::GetAttr(g) if g.name == t.name && matches!(&g.expr, Expr::Var(v) if v.id == ns.id) => {
+            rest.push(cur);
+            rest.reverse();
+            Some((op, rest))
+        }
+        _ => None,
     }
 }
 
@@ -793,7 +918,7 @@ fn rewrite_call<'a>(c: &ast::Call<'a>) -> ast::Call<'a> {
         Expr::GetAttr(g) => (Expr::GetAttr(sp(ast::GetAttr { expr: rewrite(&g.expr), name: g.name }, g.span())), g.name == "changed"),
         other => (rewrite(other), false),
     };
-    let guard = if store { hook::STORE } else { hook::WALK };
+    let guard = if store { hook::STORE } else { hook::KEEP };
     ast::Call { expr: callee, args: c.args.iter().map(|a| rewrite_arg(a, Some(guard))).collect() }
 }
 
