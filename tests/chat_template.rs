@@ -379,6 +379,9 @@ fn hostile_templates_fail_fast_in_bounded_memory() {
         ("index a big string", "{% set s = 'x' * 4000000 %}{% for i in range(100000) %}{{ s[-1] }}{% endfor %}", WORK),
         ("sort a big list", "{% set l = range(100000)|list %}{% for i in range(1000) %}{{ (l|sort|first) }}{% endfor %}", "limit"),
         ("select in", "{{ range(50000)|select('in', range(50000)|list)|list|length }}", "limit"),
+        ("sum of strings", "{{ (['x' * 1000] * 4000)|sum(start='')|length }}", "limit"),
+        ("sum of lists", "{{ ([range(1000)|list] * 1000)|sum(start=[])|length }}", "limit"),
+        ("many namespaces", "{% for i in range(100000) %}{% set n = namespace() %}{% endfor %}", "namespaces"),
         // Size of the template itself.
         ("huge template", &"x".repeat(300 << 10), "bytes"),
     ];
@@ -407,7 +410,8 @@ fn deepest_recursion_fits_a_wasm_sized_stack() {
         format!("{{{{ {}1{} }}}}", "(".repeat(40), ")".repeat(40)),
         deep_expr,
         deep_blocks,
-        format!("{}{}", "[".repeat(3000), "]".repeat(3000)),
+        format!("{{{{ {}{} }}}}", "[".repeat(3000), "]".repeat(3000)),
+        format!("{{{{ {}{} }}}}", "[".repeat(40), "]".repeat(40)),
     ];
     let handle = std::thread::Builder::new()
         .stack_size(1 << 20)

@@ -60,6 +60,8 @@ pub struct ChatLimits {
 /// Work charged per value visited by a walk: visiting one costs about as much as reading a few
 /// hundred bytes (100-150 ns natively).
 pub const NODE_WORK: u64 = 256;
+/// Namespaces one render may create.
+const MAX_NAMESPACES: usize = 1000;
 /// Memory charged per value created inside a list or map (a 24-byte `Value` plus the allocation
 /// behind it).
 const NODE_BYTES: u64 = 32;
@@ -143,9 +145,10 @@ impl Budget {
         self.limits.memory.saturating_sub(self.memory.load(Ordering::Relaxed))
     }
 
-    fn is_namespace(&self, v: &Value) -> bool {
+    fn is_namespace(&self, v: &Value) -> Result<bool, JinjaError> {
         let list = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
-        list.iter().any(|ns| minijinja::tests::is_sameas(ns, v))
+        self.work(list.len() as u64 * 8)?;
+        Ok(list.iter().any(|ns| minijinja::tests::is_sameas(ns, v)))
     }
 
     /// Walks `v` without recursion, charging [`NODE_WORK`] per value plus string bytes. With
@@ -169,7 +172,7 @@ impl Budget {
             match v.kind() {
                 ValueKind::Seq | ValueKind::Iterable | ValueKind::Map => {
                     if store && v.kind() == ValueKind::Map {
-                        if self.is_namespace(v) {
+                        if self.is_namespace(v)? {
                             return Err(limit_error("chat templates may not store a namespace inside a list, dict or namespace".into()));
                         }
                         // Dicts (literals, dict(), the messages, keyword arguments) are plain maps;
@@ -433,6 +436,11 @@ fn filter_extra_work(budget: &Budget, name: &str, args: &[Value], input: &Shape)
                 per_item = per_item.saturating_add(s.bytes + s.nodes * NODE_WORK);
             }
             n.saturating_mul(per_item)
+        }
+        // `sum(start=...)` of strings or lists copies the running total at each item.
+        "sum" => {
+            let n = args.first().map(|v| item_count(budget, v)).transpose()?.unwrap_or(0);
+            n.saturating_mul(input.bytes + input.nodes * NODE_WORK) / 2
         }
         "sort" | "dictsort" | "groupby" | "unique" | "min" | "max" => {
             let log = 64 - (input.nodes + 1).leading_zeros() as u64;
@@ -717,7 +725,12 @@ pub(super) fn install(env: &mut Environment<'_>, budget: &Arc<Budget>) {
         }
         b.alloc(bytes)?;
         let ns = namespace.call(state, &args)?;
-        b.namespaces.lock().unwrap_or_else(|e| e.into_inner()).push(ns.clone());
+        let mut list = b.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        // Real templates make one to five; each store walk compares against all of them.
+        if list.len() >= MAX_NAMESPACES {
+            return Err(limit_error(format!("chat template created more than {MAX_NAMESPACES} namespaces")));
+        }
+        list.push(ns.clone());
         Ok(ns)
     });
     let b = budget.clone();
