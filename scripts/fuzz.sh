@@ -5,7 +5,8 @@
 # and chat templates under their limits. What each target does: fuzz/src/lib.rs.
 #
 #   scripts/fuzz.sh [SECONDS]  run each target SECONDS (default 300) in turn, adding what it finds
-#                              to fuzz/corpus/<target>, then minimise that corpus (cargo fuzz cmin)
+#                              to fuzz/corpus/<target>, then minimise that corpus (cargo fuzz cmin,
+#                              one input per covered edge)
 #   scripts/fuzz.sh --ci       build, then run each target FUZZ_CI_SECONDS (default 20) starting
 #                              from the committed corpus (left unchanged); fails on any crash,
 #                              timeout or out-of-memory
@@ -33,13 +34,15 @@ esac
 ALL_TARGETS="gguf_model gguf_tokenizer checkpoint pickle hf_tokenizer chat_template"
 TARGETS="${FUZZ_TARGETS:-$ALL_TARGETS}"
 
-# Per-target input size limits: the seeds are at most ~100 KB (GGUFs), templates ~17 KB.
+# Per-target input size limits, a little above the largest seed (synthetic GGUFs of ~20-45 KB,
+# checkpoints of ~15 KB, the largest real chat template 16.7 KB): small inputs run fast and keep
+# the committed corpus small.
 max_len() {
   case "$1" in
-    gguf_model|gguf_tokenizer) echo 262144 ;;
-    checkpoint|hf_tokenizer) echo 65536 ;;
-    pickle) echo 16384 ;;
-    chat_template) echo 32768 ;;
+    gguf_model|gguf_tokenizer) echo 65536 ;;
+    checkpoint|hf_tokenizer) echo 24576 ;;
+    pickle) echo 8192 ;;
+    chat_template) echo 20480 ;;
   esac
 }
 # A unit running 5 s is a hang (the slowest real input takes milliseconds; a hostile chat
@@ -73,7 +76,7 @@ if [ "$MODE" = seed ]; then
   step "seeds from tests/fixtures/make_checkpoint.py (checkpoints, pickles, tokenizer.model)"
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
-  small=(--dim 16 --layers 1 --heads 2 --kv-heads 1 --ffn 16 --vocab 300 --no-reference)
+  small=(--dim 16 --layers 1 --heads 2 --kv-heads 1 --ffn 16 --vocab 64 --no-reference)
   python3 tests/fixtures/make_checkpoint.py "$tmp/st" --kind llama-tied --format safetensors --dtype f16 "${small[@]}" >/dev/null
   python3 tests/fixtures/make_checkpoint.py "$tmp/st32" --kind llama --format safetensors --dtype f32 "${small[@]}" >/dev/null
   python3 tests/fixtures/make_checkpoint.py "$tmp/bin" --kind mobilellm --format bin --dtype bf16 --views "${small[@]}" >/dev/null
@@ -135,7 +138,9 @@ for t in $TARGETS; do
     tail -40 "$LOGS/$t.log"
     ls -t "fuzz/artifacts/$t" | head -3 | sed "s|^|  artifact: fuzz/artifacts/$t/|"
   elif [ "$MODE" = run ]; then
-    cargo +nightly fuzz cmin "${FUZZ_BUILD[@]}" "$t" "fuzz/corpus/$t" -- -max_len="$(max_len "$t")" "${LIBFUZZER_FLAGS[@]}" >"$LOGS/$t.cmin.log" 2>&1 || echo "NOTICE: cmin of $t failed (see $LOGS/$t.cmin.log)"
+    # Keep one input per covered edge (not per hit-count bucket, libFuzzer's default): a corpus
+    # of a few hundred small files per target, a few MB in all.
+    cargo +nightly fuzz cmin "${FUZZ_BUILD[@]}" "$t" "fuzz/corpus/$t" -- -use_counters=0 -max_len="$(max_len "$t")" "${LIBFUZZER_FLAGS[@]}" >"$LOGS/$t.cmin.log" 2>&1 || echo "NOTICE: cmin of $t failed (see $LOGS/$t.cmin.log)"
   fi
   summary+=("$(printf '%-16s %10s execs in %4ss, corpus %4s inputs %6s KB' "$t" "$execs" "$SECONDS_PER_TARGET" "$(ls "fuzz/corpus/$t" | wc -l)" "$(du -sk "fuzz/corpus/$t" | cut -f1)")")
 done
