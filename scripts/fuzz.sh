@@ -34,12 +34,13 @@ esac
 ALL_TARGETS="gguf_model gguf_tokenizer checkpoint pickle hf_tokenizer chat_template"
 TARGETS="${FUZZ_TARGETS:-$ALL_TARGETS}"
 
-# Per-target input size limits, a little above the largest seed (synthetic GGUFs of ~20-45 KB,
-# checkpoints of ~15 KB, the largest real chat template 16.7 KB): small inputs run fast and keep
-# the committed corpus small.
+# Per-target input size limits, a little above the largest seed (GGUFs of 3-30 KB, vocabularies of
+# ~10 KB, checkpoints of ~15 KB, the largest real chat template 16.7 KB): small inputs run fast and
+# keep the committed corpus small.
 max_len() {
   case "$1" in
-    gguf_model|gguf_tokenizer) echo 65536 ;;
+    gguf_model) echo 32768 ;;
+    gguf_tokenizer) echo 16384 ;;
     checkpoint|hf_tokenizer) echo 24576 ;;
     pickle) echo 8192 ;;
     chat_template) echo 20480 ;;

@@ -481,3 +481,41 @@ fn cli_chat_with_a_hostile_template_fails_fast() {
     let (code, err, _) = run(&plain);
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// The guards keep unusual but harmless templates working: objects compared and passed around,
+/// namespaces holding plain data, accumulation with `+` and `~`, slices and subscripts.
+#[test]
+fn unusual_but_harmless_templates_still_render() {
+    let m = [msg("system", "S"), msg("user", "Hi"), msg("assistant", "Yo"), msg("user", "Bye")];
+    let cases = [
+        ("{% for x in [1, 2] %}{{ loop == 1 }}{{ loop.index }}{% endfor %}", "False1False2"),
+        ("{% macro f() %}x{% endmacro %}{{ f == f }}{{ f() }}", "Truex"),
+        ("{% set ns = namespace(l=[], d={}, s='', n=0) %}{% for m in messages %}{% set ns.l = ns.l + [m.role] %}{% set ns.s = ns.s ~ m.content ~ '|' %}{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.l|join(',') }} {{ ns.s }} {{ ns.n }}", "system,user,assistant,user S|Hi|Yo|Bye| 4"),
+        ("{{ messages[1:3]|map(attribute='content')|join }}{{ messages[-1]['content'][::-1] }}{{ (messages|last).role[0] }}", "HiYoeyBu"),
+        ("{{ dict(a=messages[0], b=[1, 2])|tojson }}", "{\"a\": {\"content\": \"S\", \"role\": \"system\"}, \"b\": [1, 2]}"),
+        ("{% set x = {'k': [messages|length, 'v' * 3]} %}{{ x.k[1] }}{{ x['k'][0] + 1 }}{{ 'Hi' in messages|map(attribute='content') }}", "vvv5True"),
+    ];
+    for (t, want) in cases {
+        let got = render_chat(Some(t), &m, false, "", "").unwrap_or_else(|e| panic!("{t}: {e}"));
+        assert_eq!(got, want, "{t}");
+    }
+}
+
+/// Macros capture the variables they use; chains and cycles built through them (which minijinja
+/// breaks at the end of a render) neither crash nor outlive the render's limits.
+#[test]
+fn macro_closure_chains_end_cleanly() {
+    let cases = [
+        "{% set ns = namespace(l=[]) %}{% for i in range(50000) %}{% macro m() %}{{ ns.l }}{% endmacro %}{% set ns.l = [m] %}{% endfor %}{{ ns.l }}",
+        "{% set ns = namespace(l=[]) %}{% for i in range(50000) %}{% set x = ns.l %}{% macro m() %}{{ x }}{% endmacro %}{% set ns.l = [m] %}{% endfor %}{{ ns.l }}{{ ns.l[0]() }}",
+    ];
+    for t in cases {
+        let start = Instant::now();
+        let r = render_chat(Some(t), &[msg("user", "hi")], true, "", "");
+        eprintln!("{:?} in {:?}", r.as_ref().map(String::len).map_err(|e| e.to_string()), start.elapsed());
+        if let Err(e) = r {
+            assert_eq!(e.code(), "ChatTemplateError");
+        }
+        assert!(start.elapsed() < Duration::from_secs(1));
+    }
+}

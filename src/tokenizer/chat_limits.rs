@@ -175,17 +175,23 @@ impl Budget {
                         if self.is_namespace(v)? {
                             return Err(limit_error("chat templates may not store a namespace inside a list, dict or namespace".into()));
                         }
-                        // Dicts (literals, dict(), the messages, keyword arguments) are plain maps;
-                        // other objects shaped like a map (a loop) may hold more than they show.
-                        if !v.is_kwargs() && v.downcast_object_ref::<std::collections::BTreeMap<Value, Value>>().is_none() {
-                            return Err(limit_error("chat templates may not store a loop or other object inside a list, dict or namespace".into()));
+                        // A loop object holds the iterator of its loop, which our walk cannot see: a
+                        // chain of loops stored in lists iterated by the next loop would be a value
+                        // nested without limit (dropped recursively at the end).
+                        if is_loop(v) {
+                            return Err(limit_error("chat templates may not store a loop inside a list, dict or namespace".into()));
                         }
                     }
                     if depth + 1 > max_depth {
                         return Err(limit_error(format!("chat template built a value nested more than {} levels deep", self.limits.depth)));
                     }
                     let map = (v.kind() == ValueKind::Map).then(|| v.clone());
-                    stack.push((v.try_iter()?, depth + 1, map));
+                    match v.try_iter() {
+                        Ok(iter) => stack.push((iter, depth + 1, map)),
+                        // An object that cannot be enumerated shows nothing inside: opaque.
+                        Err(_) if store => return Err(limit_error("chat templates may not store an object they cannot list inside a list, dict or namespace".into())),
+                        Err(_) => {}
+                    }
                 }
                 ValueKind::Plain | ValueKind::Invalid if store => {
                     return Err(limit_error(format!("chat templates may not store a {} (loop, macro, function) inside a list, dict or namespace", v.kind())));
@@ -231,6 +237,14 @@ impl Budget {
         let r = write!(sink, "{v}");
         sink.finish(r)
     }
+}
+
+/// minijinja's `loop` object (a private type): shaped like a map whose listing starts with
+/// "index0". Dicts, keyword arguments and the messages are other types.
+fn is_loop(v: &Value) -> bool {
+    !v.is_kwargs()
+        && v.downcast_object_ref::<std::collections::BTreeMap<Value, Value>>().is_none()
+        && v.try_iter().ok().and_then(|mut keys| keys.next()).is_some_and(|k| k.as_str() == Some("index0"))
 }
 
 /// What a walk found.
