@@ -7,7 +7,7 @@
 #   scripts/fuzz.sh [SECONDS]  run each target SECONDS (default 300) in turn, adding what it finds
 #                              to fuzz/corpus/<target>, then minimise that corpus (cargo fuzz cmin,
 #                              one input per covered edge)
-#   scripts/fuzz.sh --ci       build, then run each target FUZZ_CI_SECONDS (default 20) starting
+#   scripts/fuzz.sh --ci       build, then run each target FUZZ_CI_SECONDS (default 15) starting
 #                              from the committed corpus (left unchanged); fails on any crash,
 #                              timeout or out-of-memory
 #   scripts/fuzz.sh --seed     write the seed inputs (fuzz/seeds/, not committed: synthetic GGUFs,
@@ -25,7 +25,7 @@ ROOT=$(pwd)
 MODE=run
 SECONDS_PER_TARGET=300
 case "${1:-}" in
-  --ci) MODE=ci; SECONDS_PER_TARGET="${FUZZ_CI_SECONDS:-20}" ;;
+  --ci) MODE=ci; SECONDS_PER_TARGET="${FUZZ_CI_SECONDS:-15}" ;;
   --seed) MODE=seed ;;
   "") ;;
   -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
@@ -50,10 +50,16 @@ max_len() {
 # template is stopped within ~0.2 s natively); 1 GiB of memory is a blow-up.
 LIBFUZZER_FLAGS=(-timeout=5 -rss_limit_mb=1024 -malloc_limit_mb=1024 -print_final_stats=1)
 # No sanitizer (safe Rust: the sanitizers would find little that a panic does not), but debug
-# assertions and overflow checks on, so an arithmetic overflow on hostile sizes is a finding; 16
-# codegen units: a build of about half the time (wgpu comes along with the library) for a few
-# percent fewer executions per second.
-FUZZ_BUILD=(-s none -a --codegen-units 16)
+# assertions and overflow checks on, so an arithmetic overflow on hostile sizes is a finding.
+# Long runs: optimised (16 codegen units: a quicker build, wgpu comes along with the library, for
+# a few percent fewer executions per second). --ci: a debug build, half the compile time (about
+# 2.5 CPU-minutes instead of 5) and big stack frames, so deep recursion shows up as a crash
+# (fuzzing found a pickle stack overflow that way).
+if [ "$MODE" = ci ]; then
+  FUZZ_BUILD=(-s none --dev)
+else
+  FUZZ_BUILD=(-s none -a --codegen-units 16)
+fi
 
 start=$(date +%s)
 step() { echo "== [$(( $(date +%s) - start ))s] $*"; }
