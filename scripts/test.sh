@@ -2,8 +2,10 @@
 # The test command (README): sets the machine up, then runs every test.
 #   1. Rust: unit tests, kernels vs the CPU reference, GGUF/tokenizer/converter tests, synthetic
 #      models end to end, and SmolLM2 against llama.cpp's reference outputs (wgpu on lavapipe).
-#   2. The wasm build, and the type check of www/ (scripts/typecheck.sh).
-#   3. The browser: Playwright tests in headless Chromium (WebGPU on SwiftShader).
+#   2. Fuzzing: every reader of untrusted input, 15 s per target from the committed corpus
+#      (scripts/fuzz.sh --ci; installs nightly + cargo-fuzz).
+#   3. The wasm build, and the type check of www/ (scripts/typecheck.sh).
+#   4. The browser: Playwright tests in headless Chromium (WebGPU on SwiftShader).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
@@ -14,6 +16,8 @@ bash scripts/fetch_vocab.sh >/dev/null
 echo "== cargo tests (profile ci: optimised, so the CPU reference runs the real model quickly)"
 mkdir -p target
 cargo test --profile ci --no-fail-fast -- --test-threads=1 --show-output 2>&1 | tee target/test-output.txt
+echo "== fuzzing (a short run from the committed corpus; fails on any crash, hang or blow-up)"
+bash scripts/fuzz.sh --ci
 echo "== wasm build (the type check reads its TypeScript declarations; the browser tests reuse it)"
 ./build.sh
 echo "== type check of www/ (TypeScript over the JSDoc types and the worker protocol)"

@@ -7,6 +7,8 @@
 //! tensor at a time, so peak memory is a few copies of the largest tensor, not the model.
 
 mod checkpoint;
+#[doc(hidden)]
+pub mod fuzz;
 mod hf_config;
 mod layout;
 mod pickle;

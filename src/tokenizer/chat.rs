@@ -5,11 +5,18 @@
 //! function, `strftime_now` and `{% generation %}` blocks ([`chat_compat`]), a Python-style
 //! `tojson` filter, and the Python string/dict methods templates call (`.strip()`,
 //! `.startswith()`, `.items()`, ...) that minijinja does not have.
+//!
+//! The template comes from the model file, so it runs under limits ([`chat_limits`]): a template
+//! that loops, recurses or grows text or data without end is a `ChatTemplateError` quickly.
+
+use std::sync::Arc;
 
 use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{Environment, Error as JinjaError, ErrorKind, State};
 
 use super::chat_compat;
+use super::chat_limits::{self, Budget, NODE_WORK};
+pub use super::chat_limits::{ChatLimits, RenderStats};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChatMessage {
@@ -22,18 +29,41 @@ pub struct ChatMessage {
 /// Without a template, the plain fallback is used:
 /// "{system}\n\n" if there is a system message, then for each turn "User: {content}\n" /
 /// "Assistant: {content}\n", ending with "Assistant:" when add_generation_prompt.
+///
+/// The template runs under [`ChatLimits::for_input`] of the conversation's size.
 pub fn render_chat(template: Option<&str>, messages: &[ChatMessage], add_generation_prompt: bool, bos_token: &str, eos_token: &str) -> crate::Result<String> {
+    render_chat_with_stats(template, messages, add_generation_prompt, bos_token, eos_token, None).map(|(text, _)| text)
+}
+
+/// [`render_chat`] with explicit limits (`None`: [`ChatLimits::for_input`]), also returning what
+/// the render used (all zero for the plain fallback).
+pub fn render_chat_with_stats(
+    template: Option<&str>,
+    messages: &[ChatMessage],
+    add_generation_prompt: bool,
+    bos_token: &str,
+    eos_token: &str,
+    limits: Option<ChatLimits>,
+) -> crate::Result<(String, RenderStats)> {
     let Some(template) = template.filter(|t| !t.trim().is_empty()) else {
-        return Ok(fallback(messages, add_generation_prompt));
+        return Ok((fallback(messages, add_generation_prompt), RenderStats::default()));
     };
-    let env = environment();
+    let limits = limits.unwrap_or_else(|| ChatLimits::for_input(input_bytes(messages, bos_token, eos_token)));
+    let budget = Arc::new(Budget::new(limits));
+    let env = environment(&budget);
     let ctx = minijinja::context! {
         messages => messages,
         add_generation_prompt => add_generation_prompt,
         bos_token => bos_token,
         eos_token => eos_token,
     };
-    env.render_str(&chat_compat::rewrite_generation_blocks(template), ctx).map_err(|e| crate::Error::ChatTemplate(describe(&e)))
+    let source = chat_compat::rewrite_generation_blocks(template);
+    chat_limits::render(&env, &budget, &source, ctx).map_err(|e| crate::Error::ChatTemplate(describe(&e)))
+}
+
+/// The size of a conversation as the limits see it.
+pub fn input_bytes(messages: &[ChatMessage], bos_token: &str, eos_token: &str) -> usize {
+    messages.iter().map(|m| m.role.len() + m.content.len()).sum::<usize>() + bos_token.len() + eos_token.len()
 }
 
 fn fallback(messages: &[ChatMessage], add_generation_prompt: bool) -> String {
@@ -65,22 +95,30 @@ fn describe(e: &JinjaError) -> String {
     msg
 }
 
-fn environment() -> Environment<'static> {
+fn environment(budget: &Arc<Budget>) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.add_function("raise_exception", |msg: String| -> Result<Value, JinjaError> { Err(JinjaError::new(ErrorKind::InvalidOperation, msg)) });
     env.add_function("strftime_now", chat_compat::strftime_now);
-    env.add_filter("tojson", tojson);
-    env.set_unknown_method_callback(python_method);
+    let b = budget.clone();
+    env.add_filter("tojson", move |value: Value, kwargs: Kwargs| tojson(&b, value, kwargs));
+    let b = budget.clone();
+    env.set_unknown_method_callback(move |state: &State, value: &Value, method: &str, args: &[Value]| python_method(&b, state, value, method, args));
+    chat_limits::install(&mut env, budget);
     env
 }
 
 /// Python's `json.dumps(value, ensure_ascii=False, indent=indent)`, which HF's `tojson` calls:
 /// ", " and ": " separators, no HTML escaping.
-fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, JinjaError> {
+fn tojson(budget: &Budget, value: Value, kwargs: Kwargs) -> Result<Value, JinjaError> {
     let indent: Option<usize> = kwargs.get("indent")?;
     kwargs.assert_all_used()?;
+    // Bound the output before building anything: escapes are at most 6 bytes per byte, and each
+    // value adds quotes, separators, a number, a newline and its indentation.
+    let shape = budget.walk(&value, false)?;
+    let per_node = 40u64.saturating_add((indent.unwrap_or(0) as u64).saturating_mul(shape.depth as u64 + 1));
+    budget.alloc(shape.bytes.saturating_mul(6).saturating_add(shape.nodes.saturating_mul(per_node)))?;
     let json = serde_json::to_value(&value).map_err(|e| JinjaError::new(ErrorKind::InvalidOperation, e.to_string()))?;
     let mut out = String::new();
     write_json(&json, indent, 0, &mut out);
@@ -127,10 +165,27 @@ fn write_json(v: &serde_json::Value, indent: Option<usize>, depth: usize, out: &
     }
 }
 
-/// The Python methods chat templates call on strings and dicts.
-fn python_method(_state: &State, value: &Value, method: &str, args: &[Value]) -> Result<Value, JinjaError> {
+/// The Python methods chat templates call on strings and dicts, charged to the budget before
+/// they allocate.
+fn python_method(budget: &Budget, _state: &State, value: &Value, method: &str, args: &[Value]) -> Result<Value, JinjaError> {
     let arg_str = |i: usize| args.get(i).and_then(|a| a.as_str()).map(str::to_string);
+    for a in args {
+        budget.walk(a, false)?;
+    }
     if let Some(s) = value.as_str() {
+        let len = s.len() as u64;
+        budget.work(len + NODE_WORK)?;
+        match method {
+            "strip" | "lstrip" | "rstrip" => budget.alloc(len)?,
+            "upper" | "lower" | "title" | "capitalize" => budget.alloc(3 * len)?,
+            "split" => budget.alloc(chat_limits::split_pieces(budget, s, arg_str(0).as_deref())?.saturating_mul(64).saturating_add(len))?,
+            "replace" => {
+                if let (Some(a), Some(b)) = (arg_str(0), arg_str(1)) {
+                    budget.alloc(chat_limits::replace_len(budget, s, &a, &b, None)?)?;
+                }
+            }
+            _ => {}
+        }
         let chars: Option<Vec<char>> = arg_str(0).map(|c| c.chars().collect());
         let strip_set = |c: char| match &chars {
             Some(set) => set.contains(&c),
@@ -169,6 +224,11 @@ fn python_method(_state: &State, value: &Value, method: &str, args: &[Value]) ->
         });
     }
     if value.kind() == ValueKind::Map {
+        if matches!(method, "items" | "keys" | "values") {
+            let n = value.len().unwrap_or(0) as u64;
+            budget.work(n * NODE_WORK)?;
+            budget.alloc(n * 128)?;
+        }
         return match method {
             "items" => Ok(Value::from(value.try_iter()?.map(|k| Ok(Value::from(vec![k.clone(), value.get_item(&k)?]))).collect::<Result<Vec<_>, JinjaError>>()?)),
             "keys" => Ok(Value::from(value.try_iter()?.collect::<Vec<_>>())),

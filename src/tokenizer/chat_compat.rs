@@ -108,7 +108,8 @@ pub(super) fn rewrite_generation_blocks(src: &str) -> std::borrow::Cow<'_, str> 
     while let Some(open) = rest.find("{%") {
         out.push_str(&rest[..open]);
         let tag = &rest[open..];
-        let Some(close) = tag.find("%}") else {
+        // The closing "%}" comes after the opening "{%" ("{%}" is not a tag).
+        let Some(close) = tag[2..].find("%}").map(|i| i + 2) else {
             out.push_str(tag);
             return out.into();
         };
@@ -154,5 +155,8 @@ mod tests {
     fn generation_blocks_become_plain_blocks() {
         let src = "{%- generation -%}x{% endgeneration %}{% if a %}{{ generation }}{% endif %}";
         assert_eq!(rewrite_generation_blocks(src), "{%- if true -%}x{% endif %}{% if a %}{{ generation }}{% endif %}");
+        // Found by fuzzing: "{%}" made the tag's inside a reversed range (a panic).
+        assert_eq!(rewrite_generation_blocks("generation{%}"), "generation{%}");
+        assert_eq!(rewrite_generation_blocks("generation{%}%}{%generation%}"), "generation{%}%}{% if true %}");
     }
 }

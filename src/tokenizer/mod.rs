@@ -4,12 +4,13 @@
 mod bpe;
 mod chat;
 mod chat_compat;
+mod chat_limits;
 mod gguf_vocab;
 mod special;
 mod spm;
 mod stream;
 mod vocab;
 
-pub use chat::{render_chat, ChatMessage};
+pub use chat::{input_bytes as chat_input_bytes, render_chat, render_chat_with_stats, ChatLimits, ChatMessage, RenderStats};
 pub use gguf_vocab::Tokenizer;
 pub use stream::StreamDecoder;

@@ -35,12 +35,57 @@ fn bad(msg: impl Into<String>) -> Error {
 /// Caps that keep a hostile pickle from exhausting memory.
 const MAX_MEMO: usize = 1 << 22;
 const MAX_STACK: usize = 1 << 22;
+/// Nesting of tuples, lists and dicts: torch.save's state dicts nest a few levels; deeper values
+/// would make cloning and dropping them recurse without limit (a stack overflow: found by
+/// fuzzing, with a few thousand TUPLE1 opcodes).
+const MAX_DEPTH: usize = 32;
+/// Values copied by the memo (BINPUT/BINGET) and DUP, which deep-copy here: without a cap, a few
+/// bytes of memo references double a value again and again (2^n copies in 10n bytes).
+const MAX_COPIED: usize = 1 << 20;
+
+/// Nesting depth of `v` (0 for a scalar). Values only exist within MAX_DEPTH, so the recursion
+/// is bounded.
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Tuple(items) | Value::List(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Dict(items) => 1 + items.iter().map(|(k, v)| depth(k).max(depth(v))).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Number of values in `v`.
+fn size(v: &Value) -> usize {
+    match v {
+        Value::Tuple(items) | Value::List(items) => 1 + items.iter().map(size).sum::<usize>(),
+        Value::Dict(items) => 1 + items.iter().map(|(k, v)| size(k) + size(v)).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+/// Counts a copy of `n` values against MAX_COPIED, before it is made.
+fn count_copy(copied: &mut usize, n: usize) -> Result<()> {
+    *copied = copied.saturating_add(n);
+    if *copied > MAX_COPIED {
+        return Err(bad(format!("more than {MAX_COPIED} values copied by memo references")));
+    }
+    Ok(())
+}
+
+/// Refuses `items` as the contents of a container if that would nest deeper than MAX_DEPTH.
+fn check_items<'v>(items: impl IntoIterator<Item = &'v Value>) -> Result<()> {
+    if items.into_iter().any(|v| depth(v) >= MAX_DEPTH) {
+        return Err(bad(format!("values nested more than {MAX_DEPTH} levels deep")));
+    }
+    Ok(())
+}
 
 struct Machine<'a> {
     data: &'a [u8],
     pos: usize,
     stack: Vec<Value>,
     memo: std::collections::HashMap<u32, Value>,
+    /// Values copied so far (see MAX_COPIED).
+    copied: usize,
 }
 
 impl<'a> Machine<'a> {
@@ -99,12 +144,19 @@ impl<'a> Machine<'a> {
         if self.memo.len() >= MAX_MEMO {
             return Err(bad("memo too large"));
         }
-        let v = self.top()?.clone();
+        let top = match self.stack.last() {
+            Some(Value::Mark) | None => return Err(bad("stack underflow")),
+            Some(v) => v,
+        };
+        count_copy(&mut self.copied, size(top))?;
+        let v = top.clone();
         self.memo.insert(key, v);
         Ok(())
     }
     fn memo_get(&mut self, key: u32) -> Result<()> {
-        let v = self.memo.get(&key).cloned().ok_or_else(|| bad(format!("memo key {key} missing")))?;
+        let v = self.memo.get(&key).ok_or_else(|| bad(format!("memo key {key} missing")))?;
+        count_copy(&mut self.copied, size(v))?;
+        let v = v.clone();
         self.push(v)
     }
     fn str_of(&mut self, n: u64) -> Result<Value> {
@@ -130,6 +182,7 @@ impl<'a> Machine<'a> {
                 b')' => self.push(Value::Tuple(Vec::new()))?,
                 b't' => {
                     let items = self.pop_mark()?;
+                    check_items(&items)?;
                     self.push(Value::Tuple(items))?
                 }
                 0x85..=0x87 => {
@@ -138,6 +191,7 @@ impl<'a> Machine<'a> {
                         return Err(bad("stack underflow"));
                     }
                     let items = self.stack.split_off(self.stack.len() - n);
+                    check_items(&items)?;
                     self.push(Value::Tuple(items))?
                 }
                 b'q' => {
@@ -255,6 +309,7 @@ impl<'a> Machine<'a> {
                 b's' => {
                     let v = self.pop()?;
                     let k = self.pop()?;
+                    check_items([&k, &v])?;
                     match self.top()? {
                         Value::Dict(d) => d.push((k, v)),
                         other => return Err(bad(format!("SETITEM on {}", kind(other)))),
@@ -265,6 +320,7 @@ impl<'a> Machine<'a> {
                     if items.len() % 2 != 0 {
                         return Err(bad("SETITEMS with an odd number of items"));
                     }
+                    check_items(&items)?;
                     match self.top()? {
                         Value::Dict(d) => {
                             let mut it = items.into_iter();
@@ -277,6 +333,7 @@ impl<'a> Machine<'a> {
                 }
                 b'a' => {
                     let v = self.pop()?;
+                    check_items([&v])?;
                     match self.top()? {
                         Value::List(l) => l.push(v),
                         other => return Err(bad(format!("APPEND on {}", kind(other)))),
@@ -284,6 +341,7 @@ impl<'a> Machine<'a> {
                 }
                 b'e' => {
                     let items = self.pop_mark()?;
+                    check_items(&items)?;
                     match self.top()? {
                         Value::List(l) => l.extend(items),
                         other => return Err(bad(format!("APPENDS on {}", kind(other)))),
@@ -296,6 +354,8 @@ impl<'a> Machine<'a> {
                     self.pop_mark()?;
                 }
                 b'2' => {
+                    let n = size(self.top()?);
+                    count_copy(&mut self.copied, n)?;
                     let v = self.top()?.clone();
                     self.push(v)?
                 }
@@ -327,7 +387,7 @@ fn kind(v: &Value) -> &'static str {
 /// Reads a pickled state dict (`data.pkl` of a torch.save archive) into (name, tensor) pairs in
 /// file order. Nested checkpoints ({"state_dict": {...}} or {"model": {...}}) are unwrapped.
 pub(crate) fn read_state_dict(data: &[u8]) -> Result<Vec<(String, TensorMeta)>> {
-    let mut m = Machine { data, pos: 0, stack: Vec::new(), memo: Default::default() };
+    let mut m = Machine { data, pos: 0, stack: Vec::new(), memo: Default::default(), copied: 0 };
     let mut root = m.run()?;
     loop {
         let Value::Dict(items) = root else { return Err(bad(format!("top-level object is a {}, not a dict", kind(&root)))) };
@@ -368,6 +428,52 @@ mod tests {
             let e = read_state_dict(&[0x80, 2, b'(', op, b'.']).unwrap_err().to_string();
             assert!(e.contains("unsupported opcode"), "{e}");
         }
+    }
+
+    /// Found by fuzzing: a few thousand TUPLE1 opcodes nest a value so deep that cloning or
+    /// dropping it overflows the stack (a debug build, or the browser's 1 MiB wasm stack).
+    #[test]
+    fn deep_nesting_is_refused() {
+        let mut p = b"\x80\x02)".to_vec();
+        p.extend(std::iter::repeat_n(0x85u8, 100_000));
+        p.push(b'.');
+        let e = read_state_dict(&p).unwrap_err().to_string();
+        assert!(e.contains("nested more than"), "{e}");
+        // Lists and dicts too.
+        let mut p = b"\x80\x02".to_vec();
+        for _ in 0..100 {
+            p.extend_from_slice(b"]");
+        }
+        for _ in 0..99 {
+            p.push(b'a');
+        }
+        p.push(b'.');
+        assert!(read_state_dict(&p).unwrap_err().to_string().contains("nested more than"));
+    }
+
+    /// Memo references copy values: (x, x) of (x, x) of ... doubles with every 7 bytes.
+    #[test]
+    fn memo_copies_are_capped() {
+        let mut p = b"\x80\x02Nq\x00".to_vec();
+        for _ in 0..64 {
+            p.extend_from_slice(b"h\x00h\x00\x86q\x00\x30");
+        }
+        p.extend_from_slice(b"h\x00.");
+        let start = std::time::Instant::now();
+        let e = read_state_dict(&p).unwrap_err().to_string();
+        assert!(e.contains("copied") || e.contains("nested"), "{e}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
+        // Copies of wide values: a 1000-item list referenced many times.
+        let mut p = b"\x80\x02](".to_vec();
+        for _ in 0..1000 {
+            p.extend_from_slice(b"K\x01");
+        }
+        p.extend_from_slice(b"eq\x00\x30");
+        for _ in 0..10_000 {
+            p.extend_from_slice(b"h\x00\x30");
+        }
+        p.extend_from_slice(b"h\x00.");
+        assert!(read_state_dict(&p).unwrap_err().to_string().contains("copied"));
     }
 
     #[test]
