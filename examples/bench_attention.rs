@@ -26,7 +26,7 @@ fn time_ops(gpu: &Gpu, ops: &[Op], step: &StepParams, step_buf: &wgpu::Buffer, r
 
 fn main() {
     let force_f32 = std::env::args().any(|a| a == "--f32");
-    let gpu = pollster::block_on(Gpu::new(&GpuOptions { precision: if force_f32 { Precision::F32 } else { Precision::F16 } })).expect("GPU adapter");
+    let gpu = pollster::block_on(Gpu::new(&GpuOptions { precision: if force_f32 { Precision::F32 } else { Precision::F16 }, ..Default::default() })).expect("GPU adapter");
     println!("adapter: {}", gpu.adapter_summary());
     let step = gpu.uniform_buffer("step", std::mem::size_of::<StepParams>() as u64);
 

@@ -55,7 +55,7 @@ fn main() {
         ("duplicated", duplicate_blocks(&shared).unwrap()),
         ("shared", shared),
     ];
-    let opts = LoadOptions { backend, threads, gpu: GpuOptions { precision: Precision::F32 }, kv_type: KvType::F16 };
+    let opts = LoadOptions { backend, threads, gpu: GpuOptions { precision: Precision::F32, ..Default::default() }, kv_type: KvType::F16 };
     let models: Vec<(&str, Rc<LoadedModel>, usize)> =
         variants.iter().map(|(n, b)| (*n, pollster::block_on(LoadedModel::open(b.clone(), &opts)).unwrap(), b.len())).collect();
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); models.len()];

@@ -153,7 +153,7 @@ fn main() {
         paths.push(false);
     }
     for force_f32 in paths {
-        let mut gpu = pollster::block_on(Gpu::new(&GpuOptions { precision: if force_f32 { Precision::F32 } else { Precision::F16 } })).expect("GPU adapter");
+        let mut gpu = pollster::block_on(Gpu::new(&GpuOptions { precision: if force_f32 { Precision::F32 } else { Precision::F16 }, ..Default::default() })).expect("GPU adapter");
         if !force_f32 && !gpu.f16 {
             break;
         }

@@ -30,7 +30,7 @@ pub enum Error {
     #[error("aborted")]
     Aborted,
     /// The model (or its KV cache) does not fit in the memory this build can address (wasm32:
-    /// 4 GiB), found before the allocation.
+    /// 4 GiB), or a tensor exceeds the GPU's buffer limits; found before the allocation.
     #[error("model too large: {0}")]
     ModelTooLarge(String),
     #[error("invalid argument: {0}")]

@@ -17,7 +17,7 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
 use crate::cpu::kernels::{KvType, Pool};
-use crate::engine::{check_memory, FinishReason, GenerateRequest, LoadedModel, Session, SessionOptions, TokenEvent};
+use crate::engine::{check_memory, FinishReason, GenerateRequest, LoadedModel, Session, SessionOptions, StreamingGpuLoad, TokenEvent};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::sampler::SamplingParams;
 use crate::tokenizer::{render_chat, ChatMessage};
@@ -60,7 +60,52 @@ fn json_arg<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> Result<T,
     serde_json::from_str(json).map_err(|e| invalid(format!("{what}: {e}")))
 }
 
-/// Receives a GGUF file in chunks into a single buffer of the announced size.
+/// Loads a GGUF onto the WebGPU backend while it arrives (engine::StreamingGpuLoad): each
+/// tensor is uploaded as soon as its bytes are in, so wasm memory holds about one tensor, never
+/// the file.
+#[wasm_bindgen]
+pub struct GpuModelLoader {
+    inner: StreamingGpuLoad,
+}
+
+#[wasm_bindgen]
+impl GpuModelLoader {
+    /// Opens the GPU device, then resolves to a loader for a `total`-byte file.
+    pub fn begin(total: f64, force_f32: bool) -> js_sys::Promise {
+        wasm_bindgen_futures::future_to_promise(async move {
+            if !(total >= 0.0) || total > (1u64 << 53) as f64 {
+                return Err(invalid(format!("model size {total} is not a byte count")));
+            }
+            let opts = if force_f32 { GpuOptions::f32() } else { GpuOptions::default() };
+            let gpu = Gpu::new(&opts).await.map_err(|e| js_error(&e))?;
+            Ok(JsValue::from(GpuModelLoader { inner: StreamingGpuLoad::new(Rc::new(gpu), total as u64) }))
+        })
+    }
+
+    /// The next bytes of the file; tensors complete in them are uploaded now.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
+        self.inner.push(chunk).map_err(|e| js_error(&e))
+    }
+
+    pub fn received(&self) -> f64 {
+        self.inner.received() as f64
+    }
+
+    /// The most bytes of the file held in wasm memory at once (header, one tensor, parts of a
+    /// stacked matrix).
+    pub fn peak_buffered_bytes(&self) -> f64 {
+        self.inner.peak_buffered_bytes() as f64
+    }
+
+    /// The model, once every byte has arrived.
+    pub fn finish(self) -> Result<Model, JsValue> {
+        let inner = self.inner.finish().map_err(|e| js_error(&e))?;
+        Ok(Model { inner })
+    }
+}
+
+/// Receives a GGUF file in chunks into a single buffer of the announced size (the CPU backend
+/// computes from the file as it is).
 #[wasm_bindgen]
 pub struct ModelLoader {
     bytes: Vec<u8>,
@@ -92,18 +137,6 @@ impl ModelLoader {
 
     pub fn received(&self) -> f64 {
         self.bytes.len() as f64
-    }
-
-    /// Checks the size, then loads the model on the WebGPU backend (the file buffer is freed once
-    /// the weights are on the GPU). Resolves to a [`Model`].
-    pub fn finish_webgpu(self, force_f32: bool) -> js_sys::Promise {
-        wasm_bindgen_futures::future_to_promise(async move {
-            let bytes = self.complete()?;
-            let opts = if force_f32 { GpuOptions::f32() } else { GpuOptions::default() };
-            let gpu = Gpu::new(&opts).await.map_err(|e| js_error(&e))?;
-            let inner = LoadedModel::load(Rc::new(gpu), &bytes).map_err(|e| js_error(&e))?;
-            Ok(JsValue::from(Model { inner }))
-        })
     }
 
     /// Checks the size, then loads the model on the CPU backend, computing on `pool`'s threads

@@ -73,7 +73,7 @@
  */
 /**
  * @typedef {{backend: 'webgpu' | 'cpu', threads: number, requestedThreads: number, threadsNote: string | null,
- *   simd: string, build: string, crossOriginIsolated: boolean, reason: string}} EngineInfo
+ *   simd: string, build: string, crossOriginIsolated: boolean, reason: string, peakBufferedBytes: number | null}} EngineInfo
  */
 /**
  * A converted checkpoint (convert-worker.js): the converter's report (src/wasm_convert.rs) and the costs.

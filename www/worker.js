@@ -217,9 +217,24 @@ async function load(msg, signal) {
   const { body, size, fromCache } = opened;
   const downloadMs = performance.now() - t0;
 
-  // Copy the file chunk by chunk into the engine's pre-sized buffer.
+  // WebGPU: each tensor goes to the GPU as soon as its bytes are in (wasm memory holds about one
+  // tensor, never the file). CPU: the file is copied chunk by chunk into the engine's pre-sized
+  // buffer (the CPU backend computes from it as it is).
   const t1 = performance.now();
-  const loader = glue.ModelLoader.begin(size);
+  /** A file the engine rejects must not stay cached: the next attempt would fail the same way. @param {any} e */
+  const forgetIfInvalid = async (e) => {
+    if (e?.name === 'InvalidModelFile' || e?.name === 'UnsupportedModel') await deleteCached(msg.url).catch(() => {});
+  };
+  /** @type {import('./pkg/mobilellm_web.js').GpuModelLoader | import('./pkg/mobilellm_web.js').ModelLoader} */
+  let loader;
+  try {
+    loader = engine.backend === 'webgpu'
+      ? /** @type {import('./pkg/mobilellm_web.js').GpuModelLoader} */ (await glue.GpuModelLoader.begin(size, !!msg.forceF32))
+      : glue.ModelLoader.begin(size);
+  } catch (e) {
+    await opened.cleanup?.();
+    throw e;
+  }
   const reader = body.getReader();
   let loaded = 0, lastReport = 0;
   try {
@@ -237,6 +252,7 @@ async function load(msg, signal) {
   } catch (e) {
     reader.cancel().catch(() => {});
     loader.free();
+    await forgetIfInvalid(e);
     throw e;
   } finally {
     await opened.cleanup?.();
@@ -245,9 +261,12 @@ async function load(msg, signal) {
   progress({ phase: 'compile', loaded: size, total: size, fromCache });
   const t2 = performance.now();
   let threadsNote = null;
+  /** Bytes of the file the streaming GPU load held at once (null on the CPU backend). @type {number | null} */
+  let peakBuffered = null;
   try {
-    if (engine.backend === 'webgpu') {
-      model = /** @type {Model} */ (await loader.finish_webgpu(!!msg.forceF32));
+    if (loader instanceof glue.GpuModelLoader) {
+      peakBuffered = loader.peak_buffered_bytes();
+      model = loader.finish();
     } else {
       const { pool, note } = await startPool(engine.threads);
       threadsNote = note;
@@ -255,8 +274,7 @@ async function load(msg, signal) {
     }
     session = model.new_session(msg.contextLength || 0);
   } catch (e) {
-    // A file the engine rejects must not stay cached: the next attempt would fail the same way.
-    if (e?.name === 'InvalidModelFile' || e?.name === 'UnsupportedModel') await deleteCached(msg.url).catch(() => {});
+    await forgetIfInvalid(e);
     unload();
     throw e;
   }
@@ -266,6 +284,7 @@ async function load(msg, signal) {
     engine: {
       backend: info.backend, threads: info.threads, requestedThreads: engine.threads, threadsNote, simd: info.simd,
       build: variant, crossOriginIsolated: globalThis.crossOriginIsolated === true, reason: engine.reason,
+      peakBufferedBytes: peakBuffered,
     },
     fromCache,
     conversion: opened.conversion ?? null,

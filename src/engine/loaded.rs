@@ -6,8 +6,9 @@ use super::backend::{BackendKind, ModelBackend};
 use crate::cpu::backend::CpuWeights;
 use crate::cpu::kernels::{KvType, Pool};
 use crate::gguf::GgufFile;
-use crate::gpu::{Gpu, GpuModel, GpuOptions};
-use crate::model::{ModelConfig, ModelTensors};
+use super::streaming::StreamingGpuLoad;
+use crate::gpu::{Gpu, GpuOptions};
+use crate::model::{ModelConfig, ModelTensors, TensorPlaces};
 use crate::quant::GgmlType;
 use crate::tokenizer::Tokenizer;
 
@@ -33,18 +34,22 @@ pub struct LoadedModel {
 
 /// What every backend needs from the file before it takes the weights: the parsed, validated
 /// config and tokenizer (tensor views are re-made from `file` while the bytes are borrowed).
-struct Parsed {
-    file: GgufFile,
-    cfg: ModelConfig,
+pub(super) struct Parsed {
+    pub(super) file: GgufFile,
+    pub(super) cfg: ModelConfig,
     tokenizer: Tokenizer,
 }
 
 impl Parsed {
     fn new(bytes: &[u8]) -> crate::Result<Self> {
-        let file = GgufFile::parse(bytes)?;
+        Self::from_file(GgufFile::parse(bytes)?)
+    }
+
+    /// Validates what the header describes: config, every tensor's presence and shape (the
+    /// parser checked their bounds), tokenizer. Needs none of the tensor data.
+    pub(super) fn from_file(file: GgufFile) -> crate::Result<Self> {
         let cfg = ModelConfig::from_gguf(&file)?;
-        // Validates every tensor's presence, shape and bounds before anything is allocated.
-        ModelTensors::from_gguf(&file, bytes, &cfg)?;
+        TensorPlaces::from_gguf(&file, &cfg)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         Ok(Parsed { file, cfg, tokenizer })
     }
@@ -53,7 +58,7 @@ impl Parsed {
         ModelTensors::from_gguf(&self.file, bytes, &self.cfg)
     }
 
-    fn finish(self, file_bytes: u64, backend: ModelBackend) -> Rc<LoadedModel> {
+    pub(super) fn finish(self, file_bytes: u64, backend: ModelBackend) -> Rc<LoadedModel> {
         Rc::new(LoadedModel {
             tensors: self
                 .file
@@ -107,12 +112,13 @@ impl LoadedModel {
         }
     }
 
-    /// Parses, validates and uploads a whole GGUF held in memory to the GPU. Nothing is uploaded
-    /// before the file, config, tensors and tokenizer have all been validated.
+    /// Parses, validates and uploads a whole GGUF held in memory to the GPU: the streaming load
+    /// ([`StreamingGpuLoad`]) given the file as one chunk, read in place. Nothing is uploaded
+    /// before the header, config, tensor shapes and tokenizer have all been validated.
     pub fn load(gpu: Rc<Gpu>, bytes: &[u8]) -> crate::Result<Rc<Self>> {
-        let parsed = Parsed::new(bytes)?;
-        let gpu_model = GpuModel::upload(gpu, &parsed.tensors(bytes)?)?;
-        Ok(parsed.finish(bytes.len() as u64, ModelBackend::Gpu(gpu_model)))
+        let mut load = StreamingGpuLoad::new(gpu, bytes.len() as u64);
+        load.push(bytes)?;
+        load.finish()
     }
 
     /// Parses and validates a whole GGUF held in memory and keeps it, as it is, for the CPU

@@ -8,10 +8,12 @@ mod memory;
 pub mod profile;
 mod session;
 mod stop;
+mod streaming;
 
 pub use backend::{BackendKind, ModelBackend};
 pub use clock::now_ms;
 pub use loaded::{LoadOptions, LoadedModel, TensorSummary};
 pub use memory::check_memory;
 pub use profile::{DecodeProfile, OpTime};
+pub use streaming::StreamingGpuLoad;
 pub use session::{FinishReason, GenerateRequest, GenerateResult, Session, SessionOptions, TokenEvent};

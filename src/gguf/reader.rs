@@ -36,6 +36,9 @@ pub struct GgufFile {
 
 struct Cursor<'a> {
     bytes: &'a [u8],
+    /// The whole file's size: counts are judged against it (a prefix of the file may be all
+    /// that `bytes` holds, see [`GgufFile::parse_prefix`]).
+    file_len: u64,
     pos: usize,
     /// Metadata values allocated so far (see MAX_META_VALUES).
     n_values: u64,
@@ -43,15 +46,15 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn len(&self) -> u64 {
-        self.bytes.len() as u64
+        self.file_len
     }
 
     fn remaining(&self) -> u64 {
-        (self.bytes.len() - self.pos) as u64
+        self.file_len - self.pos as u64
     }
 
     fn take(&mut self, n: u64) -> Result<&'a [u8], GgufError> {
-        if n > self.remaining() {
+        if n > (self.bytes.len() - self.pos) as u64 {
             return Err(GgufError::Truncated { offset: self.pos as u64, needed: n, len: self.len() });
         }
         let s = &self.bytes[self.pos..self.pos + n as usize];
@@ -149,7 +152,30 @@ fn align_up(x: u64, align: u64) -> Option<u64> {
 impl GgufFile {
     /// Parses a whole GGUF file held in memory; every tensor is checked to lie inside `bytes`.
     pub fn parse(bytes: &[u8]) -> Result<Self, GgufError> {
-        let mut c = Cursor { bytes, pos: 0, n_values: 0 };
+        Self::parse_with_len(bytes, bytes.len() as u64)
+    }
+
+    /// Parses the header and tables from the first bytes of a `file_len`-byte file, as a
+    /// download delivers them: `Ok(None)` while the tables reach past `prefix` (call again with
+    /// more), the same checks and errors as [`GgufFile::parse`] otherwise (tensors are checked
+    /// to lie inside `file_len`).
+    pub fn parse_prefix(prefix: &[u8], file_len: u64) -> Result<Option<Self>, GgufError> {
+        if prefix.len() as u64 > file_len {
+            return Err(GgufError::Truncated { offset: 0, needed: prefix.len() as u64, len: file_len });
+        }
+        match Self::parse_with_len(prefix, file_len) {
+            // Past the prefix but inside the file: more bytes are on their way.
+            Err(GgufError::Truncated { offset, needed, .. })
+                if (prefix.len() as u64) < file_len && offset.saturating_add(needed) <= file_len =>
+            {
+                Ok(None)
+            }
+            r => r.map(Some),
+        }
+    }
+
+    fn parse_with_len(bytes: &[u8], file_len: u64) -> Result<Self, GgufError> {
+        let mut c = Cursor { bytes, file_len, pos: 0, n_values: 0 };
         if c.take(4)? != MAGIC {
             return Err(GgufError::BadMagic);
         }

@@ -24,11 +24,14 @@ pub enum Precision {
 #[derive(Debug, Clone, Default)]
 pub struct GpuOptions {
     pub precision: Precision,
+    /// Ask the device for at most this maxStorageBufferBindingSize (and maxBufferSize): a
+    /// smaller GPU than the adapter, as tests of the limit checks need.
+    pub max_binding_bytes: Option<u64>,
 }
 
 impl GpuOptions {
     pub fn f32() -> Self {
-        GpuOptions { precision: Precision::F32 }
+        GpuOptions { precision: Precision::F32, ..Default::default() }
     }
 }
 
@@ -86,7 +89,11 @@ impl Gpu {
             features |= wgpu::Features::SUBGROUP;
         }
         // Ask for what the adapter has: wgpu's defaults cap storage bindings at 128 MiB.
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        if let Some(max) = opts.max_binding_bytes {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(max);
+            limits.max_buffer_size = limits.max_buffer_size.min(max);
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("mobilellm"),

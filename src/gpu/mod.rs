@@ -20,7 +20,7 @@ pub mod ops;
 pub use context::{Gpu, GpuOptions, Precision};
 pub use graph::Graph;
 pub use kernel::{Kernel, ShaderFeatures};
-pub use model::{GpuModel, GpuTensor};
+pub use model::{GpuModel, GpuModelBuilder, GpuTensor};
 pub use op::{Dispatch, Op};
 pub use step::{StepParams, TokenCount};
 pub use repack::{concat_rows, interleave_rows, repack_for_gpu, GpuLayout};

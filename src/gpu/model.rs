@@ -7,10 +7,11 @@
 //! (the SwiGLU epilogue pairs adjacent outputs); the merged slots hold [`GpuTensor::Merged`]. A
 //! file whose Q, K, V (or gate, up) types differ keeps them apart and runs them unfused.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::{concat_rows, interleave_rows, Gpu, GpuWeight};
-use crate::model::{Layer, ModelConfig, ModelTensors, Role, TensorRef, Weights};
+use crate::model::{Global, ModelConfig, Role, Slot, TensorPlace, TensorPlaces, TensorRef, Weights};
 
 /// A tensor on the GPU.
 pub enum GpuTensor {
@@ -54,21 +55,6 @@ pub struct GpuModel {
 }
 
 impl GpuModel {
-    /// Uploads every tensor (already validated by the caller). Fails when a tensor does not fit
-    /// one storage binding of this device.
-    pub fn upload(gpu: Rc<Gpu>, tensors: &ModelTensors<'_>) -> crate::Result<Self> {
-        check_fits(&gpu, tensors)?;
-        let layers = tensors.layers.iter().map(|l| upload_layer(&gpu, l)).collect::<crate::Result<Vec<_>>>()?;
-        let weights = Weights {
-            token_embd: GpuTensor::Matrix(GpuWeight::from_tensor(&gpu, &tensors.token_embd)?),
-            output_norm: norm(&gpu, &tensors.output_norm)?,
-            output: tensors.output.as_ref().map(|o| GpuWeight::from_tensor(&gpu, o).map(GpuTensor::Matrix)).transpose()?,
-            layers,
-        };
-        gpu.take_error()?;
-        Ok(GpuModel { gpu, weights })
-    }
-
     pub fn lm_head(&self) -> &GpuWeight {
         self.weights.lm_head().matrix()
     }
@@ -81,57 +67,143 @@ impl GpuModel {
     }
 }
 
+/// Uploads a model tensor by tensor, in whatever order the tensors come (a download delivers
+/// them in file order): each is repacked and written to the GPU as soon as it is complete, so
+/// only one tensor (and the parts of a stacked matrix waiting for their partners) is ever held.
+pub struct GpuModelBuilder {
+    gpu: Rc<Gpu>,
+    /// Per block: Q/K/V stacked, gate/up interleaved.
+    fused: Vec<(bool, bool)>,
+    slots: Weights<Option<GpuTensor>>,
+    /// Raw GGUF bytes of parts of a stacked matrix whose partners have not arrived yet.
+    held: HashMap<(usize, Role), Vec<u8>>,
+    held_bytes: usize,
+    /// The most bytes `held` reached (reported: part of the loader's bounded window).
+    pub peak_held_bytes: usize,
+}
+
+impl GpuModelBuilder {
+    /// Plans the upload from the tensors' places: which matrices are stacked, and whether each
+    /// fits the device (checked before anything is uploaded).
+    pub fn new(gpu: Rc<Gpu>, places: &TensorPlaces<'_>) -> crate::Result<Self> {
+        check_fits(&gpu, places)?;
+        let fused = places.layers.iter().map(|l| (stackable(&[&l.wq, &l.wk, &l.wv]), stackable(&[&l.w_gate, &l.w_up]))).collect();
+        let slots = places.map(|_, _| Ok::<_, crate::Error>(None))?;
+        Ok(GpuModelBuilder { gpu, fused, slots, held: HashMap::new(), held_bytes: 0, peak_held_bytes: 0 })
+    }
+
+    /// Uploads the tensor of `slot` (its bytes complete), or holds it until the rest of its
+    /// stacked matrix has come.
+    pub fn add(&mut self, slot: Slot, t: &TensorRef<'_>) -> crate::Result<()> {
+        let gpu = &*self.gpu;
+        let made = match slot {
+            Slot::Global(Global::OutputNorm) => norm(gpu, t)?,
+            Slot::Global(_) => GpuTensor::Matrix(GpuWeight::from_tensor(gpu, t)?),
+            Slot::Block(_, role) if role.is_norm() => norm(gpu, t)?,
+            Slot::Block(i, role) => {
+                let (qkv, gate_up) = self.fused[i];
+                let group: &[Role] = match role {
+                    Role::Q | Role::K | Role::V if qkv => &[Role::Q, Role::K, Role::V],
+                    Role::Gate | Role::Up if gate_up => &[Role::Gate, Role::Up],
+                    _ => &[],
+                };
+                if group.is_empty() {
+                    GpuTensor::Matrix(GpuWeight::from_tensor(gpu, t)?)
+                } else {
+                    return self.add_stacked(i, role, group, t);
+                }
+            }
+        };
+        self.put(slot, made)
+    }
+
+    fn add_stacked(&mut self, i: usize, role: Role, group: &[Role], t: &TensorRef<'_>) -> crate::Result<()> {
+        if self.held.contains_key(&(i, role)) {
+            return Err(crate::Error::InvalidArgument(format!("tensor {} added twice", t.name)));
+        }
+        self.held.insert((i, role), t.data.to_vec());
+        self.held_bytes += t.data.len();
+        self.peak_held_bytes = self.peak_held_bytes.max(self.held_bytes);
+        if !group.iter().all(|r| self.held.contains_key(&(i, *r))) {
+            return Ok(());
+        }
+        let parts: Vec<Vec<u8>> = group.iter().map(|r| self.held.remove(&(i, *r)).expect("checked above")).collect();
+        self.held_bytes -= parts.iter().map(Vec::len).sum::<usize>();
+        let (ty, cols) = (t.ty, t.cols);
+        let rows = parts.iter().map(|p| p.len()).sum::<usize>() / (ty.bytes_for(cols as u64).expect("shape checked") as usize);
+        let (label, bytes) = if group[0] == Role::Q {
+            ("attn_qkv", concat_rows(ty, cols, &parts.iter().map(Vec::as_slice).collect::<Vec<_>>())?)
+        } else {
+            ("ffn_gate_up", interleave_rows(ty, cols, &parts[0], &parts[1])?)
+        };
+        drop(parts);
+        let w = GpuWeight::upload(&self.gpu, label, ty, rows, cols, &bytes)?;
+        self.put(Slot::Block(i, group[0]), GpuTensor::Matrix(w))?;
+        for r in &group[1..] {
+            self.put(Slot::Block(i, *r), GpuTensor::Merged)?;
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, slot: Slot, t: GpuTensor) -> crate::Result<()> {
+        match self.slots.get_mut(slot) {
+            Some(s @ None) => {
+                *s = Some(t);
+                Ok(())
+            }
+            _ => Err(crate::Error::InvalidArgument(format!("no free slot {slot:?} for a tensor"))),
+        }
+    }
+
+    /// The model, once every tensor of `places` has been added.
+    pub fn finish(mut self, places: &TensorPlaces<'_>) -> crate::Result<GpuModel> {
+        let weights = places.map(|slot, p| {
+            self.slots.get_mut(slot).and_then(Option::take).ok_or_else(|| crate::Error::InvalidArgument(format!("tensor {} never arrived", p.name)))
+        })?;
+        self.gpu.take_error()?;
+        Ok(GpuModel { gpu: self.gpu, weights })
+    }
+}
+
 fn norm(gpu: &Gpu, t: &TensorRef<'_>) -> crate::Result<GpuTensor> {
     Ok(GpuTensor::Norm(gpu.storage_buffer_init(t.name, bytemuck::cast_slice(&t.to_f32()?))))
 }
 
 /// Whether matrices can be stacked into one product: same type and input width.
-fn stackable(parts: &[&TensorRef<'_>]) -> bool {
+fn stackable(parts: &[&TensorPlace<'_>]) -> bool {
     parts.iter().all(|t| t.ty == parts[0].ty && t.cols == parts[0].cols)
 }
 
-fn upload_layer(gpu: &Gpu, l: &Layer<TensorRef<'_>>) -> crate::Result<Layer<GpuTensor>> {
-    let fuse_qkv = stackable(&[&l.wq, &l.wk, &l.wv]);
-    let fuse_gate_up = stackable(&[&l.w_gate, &l.w_up]);
-    Layer::try_build(|role| {
-        let t = l.get(role);
-        Ok(match role {
-            Role::AttnNorm | Role::FfnNorm => norm(gpu, t)?,
-            Role::Q if fuse_qkv => {
-                let rows = l.wq.rows + l.wk.rows + l.wv.rows;
-                let bytes = concat_rows(t.ty, t.cols, &[l.wq.data, l.wk.data, l.wv.data])?;
-                GpuTensor::Matrix(GpuWeight::upload(gpu, "attn_qkv", t.ty, rows, t.cols, &bytes)?)
-            }
-            Role::K | Role::V if fuse_qkv => GpuTensor::Merged,
-            Role::Gate if fuse_gate_up => {
-                let bytes = interleave_rows(t.ty, t.cols, l.w_gate.data, l.w_up.data)?;
-                GpuTensor::Matrix(GpuWeight::upload(gpu, "ffn_gate_up", t.ty, 2 * t.rows, t.cols, &bytes)?)
-            }
-            Role::Up if fuse_gate_up => GpuTensor::Merged,
-            _ => GpuTensor::Matrix(GpuWeight::from_tensor(gpu, t)?),
-        })
-    })
-}
-
-/// Every weight must fit in one storage binding of this device (Q/K/V and gate/up stacked).
-fn check_fits(gpu: &Gpu, t: &ModelTensors<'_>) -> crate::Result<()> {
-    let max = gpu.limits.max_storage_buffer_binding_size as u64;
+/// Every weight must fit in one buffer and one storage binding of this device (Q/K/V and
+/// gate/up stacked); a model that does not is refused before anything is uploaded, naming the
+/// limit.
+fn check_fits(gpu: &Gpu, t: &TensorPlaces<'_>) -> crate::Result<()> {
+    let (binding, buffer) = (gpu.limits.max_storage_buffer_binding_size, gpu.limits.max_buffer_size);
+    let (max, limit) = if binding <= buffer { (binding, "maxStorageBufferBindingSize") } else { (buffer, "maxBufferSize") };
     // The GPU layout is at most 4/3 of the file size (scales widened to whole words).
     let fits = |name: &str, file_bytes: u64| {
-        let need = file_bytes * 4 / 3 + 64;
+        let need = file_bytes.saturating_mul(4) / 3 + 64;
         if need > max {
-            return Err(crate::Error::UnsupportedModel(format!("tensor {name} needs about {need} bytes in one buffer; this GPU allows {max}")));
+            // ModelTooLarge, not UnsupportedModel: the file is fine (the page keeps it cached, and
+            // the CPU backend or a bigger GPU can run it).
+            return Err(crate::Error::ModelTooLarge(format!(
+                "tensor {name} needs about {need} bytes in one GPU buffer; this adapter's {limit} is {max}"
+            )));
         }
         Ok(())
     };
     for (slot, w) in t.iter() {
         if !slot.is_norm() {
-            fits(w.name, w.data.len() as u64)?;
+            fits(w.name, w.len)?;
         }
     }
     for l in &t.layers {
-        fits(l.wq.name, (l.wq.data.len() + l.wk.data.len() + l.wv.data.len()) as u64)?;
-        fits(l.w_gate.name, (l.w_gate.data.len() + l.w_up.data.len()) as u64)?;
+        if stackable(&[&l.wq, &l.wk, &l.wv]) {
+            fits(l.wq.name, l.wq.len + l.wk.len + l.wv.len)?;
+        }
+        if stackable(&[&l.w_gate, &l.w_up]) {
+            fits(l.w_gate.name, l.w_gate.len + l.w_up.len)?;
+        }
     }
     Ok(())
 }

@@ -85,6 +85,20 @@ impl<W> Layer<W> {
         }
     }
 
+    pub fn get_mut(&mut self, role: Role) -> &mut W {
+        match role {
+            Role::AttnNorm => &mut self.attn_norm,
+            Role::Q => &mut self.wq,
+            Role::K => &mut self.wk,
+            Role::V => &mut self.wv,
+            Role::O => &mut self.wo,
+            Role::FfnNorm => &mut self.ffn_norm,
+            Role::Gate => &mut self.w_gate,
+            Role::Up => &mut self.w_up,
+            Role::Down => &mut self.w_down,
+        }
+    }
+
     /// Builds a layer by calling `f` once per role, in [`Role::ALL`] order.
     pub fn try_build<E>(mut f: impl FnMut(Role) -> Result<W, E>) -> Result<Self, E> {
         Ok(Layer {
@@ -164,6 +178,16 @@ impl<W> Weights<W> {
     /// The matrix of the logits: `output`, or `token_embd` when tied.
     pub fn lm_head(&self) -> &W {
         self.output.as_ref().unwrap_or(&self.token_embd)
+    }
+
+    /// The tensor in `slot` (None: an untied `output` of a tied model, or a block out of range).
+    pub fn get_mut(&mut self, slot: Slot) -> Option<&mut W> {
+        match slot {
+            Slot::Global(Global::TokenEmbd) => Some(&mut self.token_embd),
+            Slot::Global(Global::OutputNorm) => Some(&mut self.output_norm),
+            Slot::Global(Global::Output) => self.output.as_mut(),
+            Slot::Block(i, role) => self.layers.get_mut(i).map(|l| l.get_mut(role)),
+        }
     }
 
     /// Converts every tensor with `f`, blocks in order, then the globals.

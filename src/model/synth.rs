@@ -160,6 +160,15 @@ fn vocabulary(n: usize) -> (Vec<String>, Vec<f32>, Vec<i32>) {
 /// A complete GGUF for `spec`: metadata, vocabulary and random weights (uniform / sqrt(cols) for
 /// block matrices so activations stay O(1), norm weights in [0.9, 1.1]).
 pub fn synth_gguf(spec: &SynthSpec) -> crate::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    write_synth_gguf(spec, None, &mut out)?;
+    Ok(out)
+}
+
+/// [`synth_gguf`] written to `out` tensor by tensor (a 1.6 GB model never sits in memory), with
+/// the tokenizer of `vocab` (every `tokenizer.*` key of another GGUF, e.g. llama.cpp's Llama-2
+/// vocabulary; `spec.n_vocab` must be its token count) instead of the generated one.
+pub fn write_synth_gguf<W: std::io::Write>(spec: &SynthSpec, vocab: Option<&GgufFile>, out: &mut W) -> crate::Result<()> {
     let bad = |m: String| Err(Error::InvalidArgument(format!("SynthSpec: {m}")));
     if spec.n_vocab < 300 {
         return bad(format!("n_vocab {} < 300", spec.n_vocab));
@@ -191,17 +200,27 @@ pub fn synth_gguf(spec: &SynthSpec) -> crate::Result<Vec<u8>> {
     if spec.arch == Arch::MobileLlm {
         w.add_meta("mobilellm.block_repeat", u32v(spec.block_repeat));
     }
-    let (tokens, scores, types) = vocabulary(spec.n_vocab);
-    let arr = |elem, values| MetaValue::Array { elem, values };
-    w.add_meta("tokenizer.ggml.model", MetaValue::String("llama".into()));
-    w.add_meta("tokenizer.ggml.tokens", arr(MetaType::String, tokens.into_iter().map(MetaValue::String).collect()));
-    w.add_meta("tokenizer.ggml.scores", arr(MetaType::F32, scores.into_iter().map(MetaValue::F32).collect()));
-    w.add_meta("tokenizer.ggml.token_type", arr(MetaType::I32, types.into_iter().map(MetaValue::I32).collect()));
-    w.add_meta("tokenizer.ggml.bos_token_id", MetaValue::U32(1));
-    w.add_meta("tokenizer.ggml.eos_token_id", MetaValue::U32(2));
-    w.add_meta("tokenizer.ggml.unknown_token_id", MetaValue::U32(0));
-    w.add_meta("tokenizer.ggml.add_bos_token", MetaValue::Bool(true));
-    w.add_meta("tokenizer.ggml.add_eos_token", MetaValue::Bool(false));
+    if let Some(v) = vocab {
+        let n = v.get("tokenizer.ggml.tokens").and_then(MetaValue::as_array).map_or(0, <[MetaValue]>::len);
+        if n != spec.n_vocab {
+            return bad(format!("n_vocab {} but the vocabulary has {n} tokens", spec.n_vocab));
+        }
+        for (k, val) in v.metadata.iter().filter(|(k, _)| k.starts_with("tokenizer.")) {
+            w.add_meta(k, val.clone());
+        }
+    } else {
+        let (tokens, scores, types) = vocabulary(spec.n_vocab);
+        let arr = |elem, values| MetaValue::Array { elem, values };
+        w.add_meta("tokenizer.ggml.model", MetaValue::String("llama".into()));
+        w.add_meta("tokenizer.ggml.tokens", arr(MetaType::String, tokens.into_iter().map(MetaValue::String).collect()));
+        w.add_meta("tokenizer.ggml.scores", arr(MetaType::F32, scores.into_iter().map(MetaValue::F32).collect()));
+        w.add_meta("tokenizer.ggml.token_type", arr(MetaType::I32, types.into_iter().map(MetaValue::I32).collect()));
+        w.add_meta("tokenizer.ggml.bos_token_id", MetaValue::U32(1));
+        w.add_meta("tokenizer.ggml.eos_token_id", MetaValue::U32(2));
+        w.add_meta("tokenizer.ggml.unknown_token_id", MetaValue::U32(0));
+        w.add_meta("tokenizer.ggml.add_bos_token", MetaValue::Bool(true));
+        w.add_meta("tokenizer.ggml.add_eos_token", MetaValue::Bool(false));
+    }
 
     let tensors = expected_tensors(&spec.config());
     for (name, rows, cols, norm) in &tensors {
@@ -216,8 +235,7 @@ pub fn synth_gguf(spec: &SynthSpec) -> crate::Result<Vec<u8>> {
         w.add_tensor(name, &dims, ty);
     }
     let types: Vec<GgmlType> = w.tensors.iter().map(|t| t.2).collect();
-    let mut out = Vec::new();
-    w.write(&mut out, &mut |i| {
+    w.write(out, &mut |i| {
         let (name, rows, cols, norm) = &tensors[i];
         let mut rng = Rng::new(spec.seed, i as u64);
         let values: Vec<f32> = if *norm {
@@ -228,8 +246,7 @@ pub fn synth_gguf(spec: &SynthSpec) -> crate::Result<Vec<u8>> {
             (0..rows * cols).map(|_| rng.uniform() * scale).collect()
         };
         quantize(types[i], &values)
-    })?;
-    Ok(out)
+    })
 }
 
 /// Rewrites a model with block_repeat R as architecture `llama` with each block stored R times in

@@ -32,17 +32,47 @@ pub type LayerTensors<'a> = Layer<TensorRef<'a>>;
 /// Every tensor of the model as views into the file.
 pub type ModelTensors<'a> = Weights<TensorRef<'a>>;
 
-impl<'a> ModelTensors<'a> {
-    /// Finds and shape-checks every tensor the config needs.
-    pub fn from_gguf(file: &'a GgufFile, bytes: &'a [u8], cfg: &ModelConfig) -> crate::Result<Self> {
+/// Where a model tensor lies in its file, before its bytes are at hand (a streaming load plans
+/// with these): name, type, shape and the absolute byte range.
+#[derive(Debug, Clone, Copy)]
+pub struct TensorPlace<'a> {
+    pub name: &'a str,
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+    /// Absolute offset of the first byte in the file.
+    pub start: u64,
+    pub len: u64,
+}
+
+impl<'a> TensorPlace<'a> {
+    pub fn end(&self) -> u64 {
+        self.start + self.len
+    }
+
+    /// The tensor as a view of `data`, its bytes (exactly `len` of them).
+    pub fn view<'d>(&self, data: &'d [u8]) -> TensorRef<'d>
+    where
+        'a: 'd,
+    {
+        debug_assert_eq!(data.len() as u64, self.len);
+        TensorRef { name: self.name, ty: self.ty, rows: self.rows, cols: self.cols, data }
+    }
+}
+
+/// Every tensor of the model with its place in the file.
+pub type TensorPlaces<'a> = Weights<TensorPlace<'a>>;
+
+impl<'a> TensorPlaces<'a> {
+    /// Finds and shape-checks every tensor the config needs (the parser has checked that each
+    /// lies inside the file).
+    pub fn from_gguf(file: &'a GgufFile, cfg: &ModelConfig) -> crate::Result<Self> {
         check_shapes(file, cfg)?;
-        let get = |name: &str| -> crate::Result<TensorRef<'a>> {
+        let get = |name: &str| -> crate::Result<TensorPlace<'a>> {
             let t = file.tensor(name).ok_or_else(|| unsupported(format!("missing tensor {name}")))?;
             let (rows, cols) = matrix_shape(&t.dims).expect("checked by check_shapes");
-            let data = file.try_tensor_data(bytes, t).ok_or_else(|| {
-                Error::InvalidArgument(format!("tensor {name} lies outside the {}-byte buffer given", bytes.len()))
-            })?;
-            Ok(TensorRef { name: &t.name, ty: t.ty, rows, cols, data })
+            let start = file.data_offset.checked_add(t.offset).ok_or_else(|| unsupported(format!("tensor {name}: offset overflows")))?;
+            Ok(TensorPlace { name: &t.name, ty: t.ty, rows, cols, start, len: t.n_bytes })
         };
         let layers = (0..cfg.n_layers)
             .map(|i| Layer::try_build(|role| get(&format!("blk.{i}.{}.weight", role.gguf_suffix()))))
@@ -52,6 +82,20 @@ impl<'a> ModelTensors<'a> {
             output_norm: get(Global::OutputNorm.gguf_name())?,
             output: if cfg.tied_embeddings { None } else { Some(get(Global::Output.gguf_name())?) },
             layers,
+        })
+    }
+}
+
+impl<'a> ModelTensors<'a> {
+    /// Finds and shape-checks every tensor the config needs, as views into `bytes` (the file).
+    pub fn from_gguf(file: &'a GgufFile, bytes: &'a [u8], cfg: &ModelConfig) -> crate::Result<Self> {
+        TensorPlaces::from_gguf(file, cfg)?.map(|_, p| {
+            let data = usize::try_from(p.start)
+                .ok()
+                .zip(usize::try_from(p.end()).ok())
+                .and_then(|(s, e)| bytes.get(s..e))
+                .ok_or_else(|| Error::InvalidArgument(format!("tensor {} lies outside the {}-byte buffer given", p.name, bytes.len())))?;
+            Ok(p.view(data))
         })
     }
 }

@@ -10,7 +10,7 @@ use mobilellm_web::gpu::{Gpu, GpuOptions, Precision};
 /// shader-f16 (software adapters included: tests always exercise the f16 path where it exists).
 pub fn gpu(force_f32: bool) -> Gpu {
     let precision = if force_f32 { Precision::F32 } else { Precision::F16 };
-    pollster::block_on(Gpu::new(&GpuOptions { precision })).expect("a wgpu adapter (install mesa-vulkan-drivers)")
+    pollster::block_on(Gpu::new(&GpuOptions { precision, ..Default::default() })).expect("a wgpu adapter (install mesa-vulkan-drivers)")
 }
 
 /// Both precision paths the adapter offers: always f32, plus f16 when available.

@@ -167,6 +167,8 @@ export interface EngineStats {
   crossOriginIsolated: boolean;
   /** Why this backend: "asked for cpu", "the WebGPU adapter is a software one (google swiftshader)", ... */
   reason: string;
+  /** WebGPU: the most bytes of the file held in wasm memory at once while loading (tensors stream to the GPU as they arrive); null on the CPU backend. */
+  peakBufferedBytes: number | null;
 }
 
 export interface LoadStats {

@@ -57,7 +57,7 @@ fn load_options(args: &Args) -> Result<LoadOptions, CliError> {
         other => return Err(CliError::Usage(format!("--kv {other:?}: use f16 or f32"))),
     };
     let threads = args.num("threads", 0usize)?;
-    Ok(LoadOptions { backend, gpu: GpuOptions { precision }, threads, kv_type })
+    Ok(LoadOptions { backend, gpu: GpuOptions { precision, ..Default::default() }, threads, kv_type })
 }
 
 fn load(args: &Args) -> Result<Rc<LoadedModel>, CliError> {
