@@ -20,6 +20,9 @@ fi
 rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 # std sources, for the threaded wasm build (-Z build-std with atomics).
 rustup component list --installed | grep -q "^rust-src" || rustup component add rust-src
+# rustfmt and clippy, for the format and lint checks of the test command.
+rustup component list --installed | grep -q "^rustfmt" || rustup component add rustfmt
+rustup component list --installed | grep -q "^clippy" || rustup component add clippy
 
 if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
   echo "setup: cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION (several minutes)"

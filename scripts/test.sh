@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The test command (README): sets the machine up, then runs every test.
+#   0. Hygiene: cargo fmt --check, and clippy with warnings as errors (native, all targets; wasm32).
 #   1. Rust: unit tests, kernels vs the CPU reference, GGUF/tokenizer/converter tests, synthetic
 #      models end to end, and SmolLM2 against llama.cpp's reference outputs (wgpu on lavapipe).
 #   2. Fuzzing: every reader of untrusted input, 15 s per target from the committed corpus
@@ -10,6 +11,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 bash scripts/setup.sh
+echo "== format check (cargo fmt --check)"
+cargo fmt --all -- --check
+echo "== clippy, native (every target: library, CLI, tests, examples)"
+cargo clippy --all-targets -- -D warnings
+echo "== clippy, wasm32 (the library as the browser builds it)"
+cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
+
 export MOBILELLM_MODEL="$(bash scripts/fetch_model.sh)"
 bash scripts/fetch_vocab.sh >/dev/null
 

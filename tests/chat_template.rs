@@ -205,7 +205,7 @@ fn prose(seed: usize, len: usize) -> String {
         x ^= x >> 7;
         x ^= x << 17;
         s.push_str(WORDS[(x % WORDS.len() as u64) as usize]);
-        s.push(if x % 11 == 0 { '\n' } else { ' ' });
+        s.push(if x.is_multiple_of(11) { '\n' } else { ' ' });
     }
     s
 }
@@ -221,11 +221,15 @@ fn long_conversation(turns: usize, len: usize, system: bool) -> Vec<ChatMessage>
         let role = if i % 2 == 0 { "user" } else { "assistant" };
         m.push(msg(role, &prose(i + 1, len)));
     }
-    if turns % 2 == 0 {
+    if turns.is_multiple_of(2) {
         m.push(msg("user", &prose(turns + 1, len)));
     }
     m
 }
+
+/// One rendering: which (template, conversation, add_generation_prompt), input bytes, stats, peak
+/// heap bytes, time.
+type Row = (String, usize, RenderStats, i64, Duration);
 
 /// Every template of llama.cpp's collection renders 50-turn conversations of 2 KB messages with a
 /// wide margin below the limits. Prints the measurements the limits were chosen from.
@@ -240,7 +244,7 @@ fn real_templates_stay_far_below_the_limits() {
     files.dedup();
     let conversations = [long_conversation(50, 2048, true), long_conversation(50, 2048, false), long_conversation(0, 100, false)];
     let base = ChatLimits::BASE;
-    let mut rows: Vec<(String, usize, RenderStats, i64, Duration)> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     let mut unrendered = Vec::new();
     for file in &files {
         let template = std::fs::read_to_string(dir.join(file)).unwrap();
@@ -267,7 +271,7 @@ fn real_templates_stay_far_below_the_limits() {
         }
     }
     assert!(unrendered.len() <= 3, "templates that rendered none of the conversations: {unrendered:?}");
-    let max = |f: &dyn Fn(&(String, usize, RenderStats, i64, Duration)) -> f64| rows.iter().map(f).fold(0.0, f64::max);
+    let max = |f: &dyn Fn(&Row) -> f64| rows.iter().map(f).fold(0.0, f64::max);
     let fuel = max(&|r| r.2.fuel as f64);
     let work = max(&|r| r.2.work as f64);
     let memory = max(&|r| r.2.memory as f64);

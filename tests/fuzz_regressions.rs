@@ -18,7 +18,10 @@ use mobilellm_web::model::synth::{synth_gguf, SynthSpec};
 use mobilellm_web::model::Arch;
 use mobilellm_web::quant::GgmlType;
 
-const TARGETS: [(&str, fn(&[u8])); 6] = [
+/// A fuzz target: its name and the function that runs one input.
+type Target = (&'static str, fn(&[u8]));
+
+const TARGETS: [Target; 6] = [
     ("gguf_model", targets::gguf_model),
     ("gguf_tokenizer", targets::gguf_tokenizer),
     ("checkpoint", targets::checkpoint),

@@ -12,6 +12,9 @@ use crate::{Error, Result};
 /// Random access to one file's bytes.
 pub trait ByteSource {
     fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Exactly `len` bytes at `offset`; an error (never a short read) past the end.
     fn read_at(&self, offset: u64, len: u64) -> Result<Vec<u8>>;
 

@@ -42,7 +42,7 @@ pub fn repack_for_gpu(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Re
         return Err(bad("empty matrix".into()));
     }
     let n = (rows as u64).checked_mul(cols as u64).ok_or_else(|| bad("size overflows".into()))?;
-    let want = ty.bytes_for(n).filter(|_| cols % ty.block_len() == 0);
+    let want = ty.bytes_for(n).filter(|_| cols.is_multiple_of(ty.block_len()));
     match want {
         Some(w) if w == data.len() as u64 => {}
         Some(w) => return Err(bad(format!("{} bytes of data, expected {w}", data.len()))),
@@ -103,7 +103,7 @@ pub fn repack_for_gpu(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Re
 /// Bytes of one row of a [rows, cols] tensor of type `ty` in its GGUF layout.
 fn row_bytes(ty: GgmlType, cols: usize) -> Result<usize> {
     ty.bytes_for(cols as u64)
-        .filter(|_| cols % ty.block_len() == 0)
+        .filter(|_| cols.is_multiple_of(ty.block_len()))
         .map(|b| b as usize)
         .ok_or_else(|| Error::UnsupportedModel(format!("{} rows of {cols} columns are not whole blocks", ty.name())))
 }
@@ -112,7 +112,7 @@ fn row_bytes(ty: GgmlType, cols: usize) -> Result<usize> {
 /// into one [sum rows_i, cols] matrix: Q, K and V become one product.
 pub fn concat_rows(ty: GgmlType, cols: usize, parts: &[&[u8]]) -> Result<Vec<u8>> {
     let rb = row_bytes(ty, cols)?;
-    if parts.iter().any(|p| p.len() % rb != 0) {
+    if parts.iter().any(|p| !p.len().is_multiple_of(rb)) {
         return Err(Error::UnsupportedModel(format!("concat_rows: a part is not whole {} rows of {cols}", ty.name())));
     }
     Ok(parts.concat())
@@ -122,7 +122,7 @@ pub fn concat_rows(ty: GgmlType, cols: usize, parts: &[&[u8]]) -> Result<Vec<u8>
 /// [rows, cols] of one type): gate and up become one product whose adjacent outputs pair up.
 pub fn interleave_rows(ty: GgmlType, cols: usize, a: &[u8], b: &[u8]) -> Result<Vec<u8>> {
     let rb = row_bytes(ty, cols)?;
-    if a.len() != b.len() || a.len() % rb != 0 {
+    if a.len() != b.len() || !a.len().is_multiple_of(rb) {
         return Err(Error::UnsupportedModel(format!("interleave_rows: {} and {} bytes are not equal whole rows", a.len(), b.len())));
     }
     let mut out = Vec::with_capacity(2 * a.len());

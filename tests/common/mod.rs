@@ -43,6 +43,8 @@ impl Rng {
 }
 
 /// Asserts |got - want| <= atol + rtol * |want| everywhere, naming the worst index.
+// why: `!(excess <= worst)` is also true when excess is NaN (NaN in `want`), on purpose.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let mut worst = (0usize, 0f32);

@@ -444,9 +444,7 @@ mod tests {
         for _ in 0..100 {
             p.extend_from_slice(b"]");
         }
-        for _ in 0..99 {
-            p.push(b'a');
-        }
+        p.extend(std::iter::repeat_n(b'a', 99));
         p.push(b'.');
         assert!(read_state_dict(&p).unwrap_err().to_string().contains("nested more than"));
     }

@@ -9,6 +9,7 @@
 //!   u = q + 16384 in 0..32767 = 16384*a + 128*b + c, q = 128*b + c - 16384*(1 - a), so
 //!   dot(w, q) = 128*dot(w, b) + dot(w, c) - 16384*dot(w, na), na = 1 - a in {0, 1}
 //!   (2 * 128 * 127 < 32768: no saturation either).
+//!
 //! The float part (scales, 4-row reduction, accumulation) is the simd128 code.
 
 use core::arch::wasm32::*;

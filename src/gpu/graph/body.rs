@@ -5,6 +5,7 @@
 //!   3. O projection + residual add into x
 //!   4. RMSNorm + gate/up (interleaved rows) + SwiGLU
 //!   5. down projection + residual add into x
+//!
 //! A file whose Q/K/V (or gate/up) types differ runs those products apart: 3 (or 2) dispatches.
 
 use super::{KvCache, RunState};

@@ -87,7 +87,7 @@ impl AttnScratch {
 
 /// Largest divisor of the GQA group size that fits one workgroup.
 fn heads_per_workgroup(group: u32) -> u32 {
-    (1..=group.min(MAX_HPW)).rev().find(|d| group % d == 0).unwrap_or(1)
+    (1..=group.min(MAX_HPW)).rev().find(|d| group.is_multiple_of(*d)).unwrap_or(1)
 }
 
 fn bind_group(gpu: &Gpu, label: &str, pipeline: &wgpu::ComputePipeline, bufs: &[(u32, &wgpu::Buffer)]) -> wgpu::BindGroup {
@@ -114,8 +114,8 @@ pub fn attention(gpu: &Gpu, step: &wgpu::Buffer, shape: &AttnShape, io: &AttnIo,
 
 /// [`attention`] in a given form (tests and benchmarks of both).
 pub fn attention_with(gpu: &Gpu, step: &wgpu::Buffer, shape: &AttnShape, io: &AttnIo, scratch: &AttnScratch, form: AttnForm) -> Vec<Op> {
-    assert!(shape.head_dim % 2 == 0 && shape.head_dim <= MAX_HEAD_DIM, "head_dim must be even and <= {MAX_HEAD_DIM}");
-    assert!(shape.n_kv_heads > 0 && shape.n_heads % shape.n_kv_heads == 0, "n_heads must be a multiple of n_kv_heads");
+    assert!(shape.head_dim.is_multiple_of(2) && shape.head_dim <= MAX_HEAD_DIM, "head_dim must be even and <= {MAX_HEAD_DIM}");
+    assert!(shape.n_kv_heads > 0 && shape.n_heads.is_multiple_of(shape.n_kv_heads), "n_heads must be a multiple of n_kv_heads");
     let hpw = heads_per_workgroup(shape.n_heads / shape.n_kv_heads);
     let constants = [
         ("HEAD_DIM", shape.head_dim as f64),

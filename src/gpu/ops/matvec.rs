@@ -164,7 +164,7 @@ impl Product<'_> {
         let form = form.unwrap_or_else(|| Form::for_adapter(gpu, w, tiling));
         let tt = if tiling == Tiling::Tiles { TILE } else { 1 };
         assert!(matches!(form.rows, 4 | 8 | 16) && (tt == 1 || form.rows == 4) && (form.by_unit || form.rows <= 8), "matvec: {form:?} with {tt} tokens");
-        assert!(form.wg <= MAX_WG && form.wg % form.lanes == 0, "matvec: {form:?}");
+        assert!(form.wg <= MAX_WG && form.wg.is_multiple_of(form.lanes), "matvec: {form:?}");
         let constants = vec![
             ("WTYPE", weight_type_code(w.ty) as f64),
             ("ROWS", w.rows as f64),
@@ -206,7 +206,7 @@ pub fn matvec(gpu: &Gpu, step: &wgpu::Buffer, p: &Product, y: &wgpu::Buffer, epi
 /// [`matvec`] in a given form instead of the adapter's (tests and benchmarks of every form).
 pub fn matvec_with(gpu: &Gpu, step: &wgpu::Buffer, p: &Product, y: &wgpu::Buffer, epilogue: Epilogue, form: Option<Form>) -> Op {
     if epilogue == Epilogue::SwigluPairs {
-        assert!(p.weight.rows % 2 == 0, "matvec: SwiGLU pairs need an even row count");
+        assert!(p.weight.rows.is_multiple_of(2), "matvec: SwiGLU pairs need an even row count");
     }
     let (mut constants, dispatch) = p.setup(gpu, form);
     constants.push(("EPILOGUE", epilogue.code() as f64));
@@ -250,7 +250,7 @@ pub fn qkv(gpu: &Gpu, step: &wgpu::Buffer, p: &Product, t: &QkvTarget) -> Op {
 pub fn qkv_with(gpu: &Gpu, step: &wgpu::Buffer, p: &Product, t: &QkvTarget, form: Option<Form>) -> Op {
     let s = &t.shape;
     let (q_rows, kv_rows) = (s.n_heads * s.head_dim, s.n_kv_heads * s.head_dim);
-    assert!(s.head_dim % 2 == 0, "qkv: head_dim must be even");
+    assert!(s.head_dim.is_multiple_of(2), "qkv: head_dim must be even");
     assert!(t.row_base + p.weight.rows <= q_rows + 2 * kv_rows, "qkv: rows past V");
     assert!(p.rows != Rows::Last, "qkv: every token's keys and values are needed");
     let (mut constants, dispatch) = p.setup(gpu, form);

@@ -62,7 +62,7 @@ impl TopkScratch {
     }
 }
 
-fn bind<'a>(gpu: &Gpu, label: &str, pipeline: &wgpu::ComputePipeline, bufs: &[(u32, &'a wgpu::Buffer)]) -> wgpu::BindGroup {
+fn bind(gpu: &Gpu, label: &str, pipeline: &wgpu::ComputePipeline, bufs: &[(u32, &wgpu::Buffer)]) -> wgpu::BindGroup {
     let entries: Vec<_> = bufs.iter().map(|&(binding, b)| wgpu::BindGroupEntry { binding, resource: b.as_entire_binding() }).collect();
     gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout: &pipeline.get_bind_group_layout(0), entries: &entries })
 }
