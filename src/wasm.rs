@@ -73,7 +73,7 @@ impl GpuModelLoader {
     /// Opens the GPU device, then resolves to a loader for a `total`-byte file.
     pub fn begin(total: f64, force_f32: bool) -> js_sys::Promise {
         wasm_bindgen_futures::future_to_promise(async move {
-            if !(total >= 0.0) || total > (1u64 << 53) as f64 {
+            if !(0.0..=(1u64 << 53) as f64).contains(&total) {
                 return Err(invalid(format!("model size {total} is not a byte count")));
             }
             let opts = if force_f32 { GpuOptions::f32() } else { GpuOptions::default() };
@@ -116,7 +116,7 @@ pub struct ModelLoader {
 impl ModelLoader {
     /// Reserves `total` bytes up front (one allocation, no regrowth copies).
     pub fn begin(total: f64) -> Result<ModelLoader, JsValue> {
-        if !(total >= 0.0) || total > u32::MAX as f64 {
+        if !(0.0..=u32::MAX as f64).contains(&total) {
             return Err(invalid(format!("model size {total} does not fit in wasm memory")));
         }
         let total = total as usize;
@@ -364,6 +364,9 @@ impl WasmSession {
     /// Runs `prompt` (reusing the cached prefix) and samples; calls `on_token(text, id)` per token.
     /// Resolves to JSON {prompt_tokens, prefill_tokens, tokens, text, finish, prefill_ms,
     /// decode_ms, ttft_ms}.
+    // why: the mutable borrow held across the awaits is the session's busy lock; every other
+    // method uses try_borrow(_mut) and reports "busy" instead of panicking.
+    #[allow(clippy::await_holding_refcell_ref)]
     pub fn generate(&self, prompt: Vec<u32>, options_json: &str, on_token: js_sys::Function) -> js_sys::Promise {
         let inner = self.inner.clone();
         let abort = self.abort.clone();
@@ -397,6 +400,8 @@ impl WasmSession {
 
     /// Per-kernel times of one decode step after `prompt` (replaces the cached conversation).
     /// Resolves to JSON {kv_len, step_ms, round_trip_ms, ops: [{op, per_step, ms_per_step}]}.
+    // why: as in generate, the borrow across the await is the busy lock.
+    #[allow(clippy::await_holding_refcell_ref)]
     pub fn profile_decode(&self, prompt: Vec<u32>, steps: u32) -> js_sys::Promise {
         let inner = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
