@@ -327,6 +327,8 @@ impl Gpu {
             if let Some(m) = &lost.message {
                 return Err(Error::DeviceLost(m.clone()));
             }
+            // (Waits that ended dropped their receiver: forget them, or every step would leave one.)
+            lost.waiters.retain(|w| !w.is_canceled());
             let (tx, rx) = futures_channel::oneshot::channel();
             lost.waiters.push(tx);
             rx
