@@ -230,6 +230,7 @@ function describeError(e) {
     InvalidModelFile: 'This is not a valid GGUF model file.',
     UnsupportedModel: 'This model is not supported (Llama-style architectures with F32/F16/Q8_0/Q4_0/Q4_1 weights are).',
     WebGPUUnavailable: 'WebGPU is not available here: choose Auto or CPU under "Run on".',
+    DeviceLost: 'The GPU was lost: reload the model to go on.',
     ModelTooLarge: 'This model is too large for this browser\'s memory.',
     Aborted: 'Loading was cancelled.',
     GatedModel: 'This repository needs a Hugging Face access token: paste one under "Access token" (and accept the model\'s terms on its page).',

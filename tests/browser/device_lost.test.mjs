@@ -6,7 +6,8 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { serveWww, launch, attachLogs, blankPage, weightRequests, waitStatus, sendMessage, MODEL_URL_PATH } from './lib.mjs';
+import path from 'node:path';
+import { serveWww, launch, attachLogs, weightRequests, waitStatus, sendMessage, outDir, MODEL_URL_PATH } from './lib.mjs';
 
 let srv, browser;
 
@@ -101,6 +102,7 @@ test('chat page: the GPU lost mid-conversation shows a banner; "Reload model" re
   assert.equal(await page.isDisabled('#send'), true, 'nothing is sent to a lost device');
   assert.equal(await page.inputValue('#prompt'), SECOND, 'the unanswered message is back in the box');
   const requestsBefore = weightRequests(srv).length;
+  await page.screenshot({ path: path.join(outDir(), 'device-lost.png') });
 
   await page.click('#reload-model');
   await waitStatus(page, 'ready');

@@ -84,7 +84,10 @@ test(`${CYCLES} cycles of generate / abort / new chat / ContextFull keep memory 
   for (let done = 0; done < CYCLES; done += EVERY) {
     const n = Math.min(EVERY, CYCLES - done);
     // A stuck request fails the test here rather than hanging the suite.
-    const s = await Promise.race([cycles(n, done), new Promise((_, rej) => setTimeout(() => rej(new Error(`cycles ${done}..${done + n} did not settle in 10 min`)), 600_000))]);
+    // (The timer is cleared: a pending one would keep node alive for 10 minutes after the suite.)
+    let timer;
+    const stuck = new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`cycles ${done}..${done + n} did not settle in 10 min`)), 600_000); });
+    const s = await Promise.race([cycles(n, done), stuck]).finally(() => clearTimeout(timer));
     assert.deepEqual(s.errors, [], `cycles ${done}..${done + n}`);
     samples.push({ cycles: done + n, ...s, errors: undefined });
     console.log(`after ${done + n} cycles: ${s.ms_per_cycle.toFixed(0)} ms/cycle, wasm ${(s.wasm_memory_bytes / 2 ** 20).toFixed(1)} MiB, ` +
