@@ -12,10 +12,11 @@ import { serveWww, launch, attachLogs, blankPage, ENGINE, MODEL_URL_PATH } from 
 
 const arg = (name, def) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? Number(process.argv[i + 1]) : def; };
 // 200 cycles on the CPU backend (~0.5 s each with two threads). On WebGPU, SwiftShader in headless
-// Chromium runs a cycle in ~8-10 s on this machine's two cores (every decode step is ~150 dispatches
-// at ~2 ms each, and an interrupted generation still finishes the step it submitted), so 200 would
-// take half an hour: 20 cycles (~3.5 min) keep the suite under ~4 minutes, sampled every 5 so the
-// first sample (after warm-up) and the last are 15 cycles apart. A real GPU would run the 200.
+// Chromium runs a cycle in 7-9 s on this machine's two cores (measured: 6.9-9.2 s with other builds
+// running; every decode step is ~150 dispatches at ~2 ms each, and an interrupted generation still
+// finishes the step it submitted), so 200 would take half an hour: 20 cycles keep the suite under
+// ~4 minutes (2.7 min measured, load included), sampled every 5 so that the first sample (after
+// warm-up) and the last are 15 cycles apart. On a real GPU, pass --cycles 200.
 const CYCLES = arg('cycles', ENGINE.backend === 'webgpu' ? 20 : 200);
 const EVERY = arg('every', ENGINE.backend === 'webgpu' ? 5 : 25);
 
