@@ -2,7 +2,7 @@
 # Builds the browser runtime and the native reference CLI, then runs the Playwright tests in
 # headless Chromium (WebGPU on SwiftShader, and the CPU backend). Screenshots land in tests/out/.
 #   scripts/test_browser.sh [suite[:engine]]...   (default: all below)
-# suite: api chat backends pwa npm convert resume csp big; engine (lib.mjs ENGINE): webgpu (default) or cpu-N.
+# suite: api chat backends pwa npm convert resume csp device_lost soak big; engine (lib.mjs ENGINE): webgpu (default) or cpu-N.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
@@ -17,9 +17,11 @@ suites=("$@")
 # api and chat run on WebGPU and on the CPU backend with 1 and 2 threads; the other suites choose
 # their engines inside (backends: every build; npm: both backends; convert: WebGPU); pwa runs twice;
 # resume (downloads cut, resumed, changed) and csp (the page under its Content-Security-Policy) on
-# the CPU backend with two threads (fast here, and the pool workers run under the policy); big
-# (the 1.6 GB MobileLLM-1.5B-shaped model tests/model_big.rs writes) streams onto WebGPU.
-[ ${#suites[@]} -gt 0 ] || suites=(backends api:cpu-2 chat:cpu-2 api:cpu-1 chat:cpu-1 pwa:cpu-2 api:webgpu chat:webgpu pwa:webgpu npm convert resume:cpu-2 csp:cpu-2 big)
+# the CPU backend with two threads (fast here, and the pool workers run under the policy).
+# device_lost: WebGPU only (a lost GPU device). soak: generate / abort / new chat / ContextFull
+# cycles with memory sampled (200 on the CPU backend; fewer on SwiftShader, see soak.test.mjs).
+# big: the 1.6 GB MobileLLM-1.5B-shaped model tests/model_big.rs writes, streamed onto WebGPU.
+[ ${#suites[@]} -gt 0 ] || suites=(backends api:cpu-2 chat:cpu-2 api:cpu-1 chat:cpu-1 pwa:cpu-2 api:webgpu chat:webgpu pwa:webgpu npm convert resume:cpu-2 csp:cpu-2 device_lost:webgpu soak:cpu-2 soak:webgpu big)
 # convert.test.mjs writes its random checkpoints with numpy.
 bash scripts/fetch_numpy.sh
 status=0

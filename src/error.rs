@@ -20,9 +20,14 @@ pub enum Error {
     /// No WebGPU / no usable adapter or device.
     #[error("WebGPU unavailable: {0}")]
     WebGpuUnavailable(String),
-    /// A GPU operation failed (validation, out of memory, lost device, map failure).
+    /// A GPU operation failed (validation, out of memory).
     #[error("GPU error: {0}")]
     Gpu(String),
+    /// The GPU device was lost (driver reset, GPU process crash, `destroy()`): the model's
+    /// buffers are gone. Sticky: every later call on the model fails the same way; loading the
+    /// model again (a new device) is the way out.
+    #[error("GPU device lost: {0}")]
+    DeviceLost(String),
     /// The prompt (plus what is already cached) does not fit in the context window.
     #[error("context full: {needed} tokens needed, the context holds {capacity}")]
     ContextFull { needed: usize, capacity: usize },
@@ -51,6 +56,7 @@ impl Error {
             Error::ChatTemplate(_) => "ChatTemplateError",
             Error::WebGpuUnavailable(_) => "WebGPUUnavailable",
             Error::Gpu(_) => "GPUError",
+            Error::DeviceLost(_) => "DeviceLost",
             Error::ContextFull { .. } => "ContextFull",
             Error::Aborted => "Aborted",
             Error::ModelTooLarge(_) => "ModelTooLarge",

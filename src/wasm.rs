@@ -275,6 +275,15 @@ impl Model {
         Ok(WasmSession { inner: Rc::new(RefCell::new(session)), abort })
     }
 
+    /// Tests: destroys the model's GPU device, as a driver reset or a GPU process crash loses it
+    /// (the pending call and every later one on this model fail with DeviceLost). Nothing on the
+    /// CPU backend.
+    pub fn debug_lose_device(&self) {
+        if let Some(gpu) = self.inner.gpu() {
+            gpu.lose_device();
+        }
+    }
+
     /// Teacher-forced top-`k` logits at every position of `tokens` (a throwaway session, so the
     /// chat session's cache is untouched). JSON: [[[id, logit], ...], ...].
     pub fn top_logits(&self, tokens: Vec<u32>, k: u32) -> js_sys::Promise {

@@ -33,7 +33,7 @@ const $ = (id) => document.getElementById(id);
  *   setTopP: HTMLInputElement, setMaxTokens: HTMLInputElement, outTemperature: HTMLOutputElement,
  *   outTopP: HTMLOutputElement, settingsReset: HTMLButtonElement, modelFamily: HTMLSelectElement,
  *   hfToken: HTMLInputElement, completeMode: HTMLInputElement, backend: HTMLSelectElement, threads: HTMLInputElement,
- *   threadsLabel: HTMLElement}}
+ *   threadsLabel: HTMLElement, deviceLost: HTMLElement, reloadModel: HTMLButtonElement}}
  */
 const ui = {
   chip: $('model-chip'), noWebgpu: $('no-webgpu'), modelPanel: $('model-panel'), modelForm: $('model-form'),
@@ -47,16 +47,18 @@ const ui = {
   settingsReset: $('settings-reset'),
   modelFamily: $('model-family'), hfToken: $('hf-token'), completeMode: $('complete-mode'),
   backend: $('backend'), threads: $('threads'), threadsLabel: $('threads-label'),
+  deviceLost: $('device-lost'), reloadModel: $('reload-model'),
 };
 
 /**
- * @type {{llm: MobileLLM | null, status: string, conversation: Turn[], settings: Settings, lastResult: unknown,
+ * @type {{llm: MobileLLM | null, modelSpec: string | null, status: string, conversation: Turn[], settings: Settings, lastResult: unknown,
  *   loadStats: MobileLLM['loadStats'] | null, loadAbort: AbortController | null, complete: boolean,
  *   engine: {backend: string, threads: number}, offline?: import('./offline.js').OfflineState}}
  */
 const app = {
   llm: null,
-  status: 'idle', // idle | loading | ready | generating
+  modelSpec: null, // what the loaded model was loaded from (a URL or a repository name): "Reload model" loads it again
+  status: 'idle', // idle | loading | ready | generating | lost (the GPU device was lost: reload the model)
   conversation: load(KEYS.chat, []),
   settings: { ...DEFAULT_SETTINGS, ...load(KEYS.settings, {}) },
   lastResult: null,  // the final chunk of the last reply (usage, timings, debug)
@@ -100,12 +102,13 @@ function save(key, value) {
   try { localStorage.setItem(key, JSON.stringify(value)); } catch { /* storage full or disabled */ }
 }
 
-/** @param {'idle' | 'loading' | 'ready' | 'generating'} s */
+/** @param {'idle' | 'loading' | 'ready' | 'generating' | 'lost'} s */
 function setStatus(s) {
   app.status = s;
   document.body.dataset.status = s;
   const ready = s === 'ready';
-  ui.prompt.disabled = !(ready || s === 'generating');
+  ui.deviceLost.hidden = s !== 'lost';
+  ui.prompt.disabled = !(ready || s === 'generating' || s === 'lost');
   ui.send.disabled = !ready;
   ui.send.hidden = s === 'generating';
   ui.stop.hidden = s !== 'generating';
@@ -176,6 +179,7 @@ async function loadModel(url) {
       backend: /** @type {'auto' | 'webgpu' | 'cpu'} */ (backend), threads: backend === 'webgpu' ? undefined : threads,
     });
     app.llm = llm;
+    app.modelSpec = url;
     app.loadStats = llm.loadStats;
     save(KEYS.model, url);
     const eng = llm.loadStats.engine;
@@ -226,6 +230,7 @@ function describeError(e) {
     InvalidModelFile: 'This is not a valid GGUF model file.',
     UnsupportedModel: 'This model is not supported (Llama-style architectures with F32/F16/Q8_0/Q4_0/Q4_1 weights are).',
     WebGPUUnavailable: 'WebGPU is not available here: choose Auto or CPU under "Run on".',
+    DeviceLost: 'The GPU was lost: reload the model to go on.',
     ModelTooLarge: 'This model is too large for this browser\'s memory.',
     Aborted: 'Loading was cancelled.',
     GatedModel: 'This repository needs a Hugging Face access token: paste one under "Access token" (and accept the model\'s terms on its page).',
@@ -328,8 +333,12 @@ async function send(text) {
   if (!app.llm || app.status !== 'ready' || !text.trim()) return;
   // "New chat" during the reply replaces app.conversation: the reply then belongs to the old one.
   const conversation = app.conversation;
-  conversation.push({ role: 'user', content: text });
-  ui.messages.append(messageElement(conversation[conversation.length - 1]));
+  /** @type {Turn} */
+  const user = { role: 'user', content: text };
+  conversation.push(user);
+  const userEl = messageElement(user);
+  ui.messages.append(userEl);
+  let lost = false;
   /** @type {Turn} */
   const reply = { role: 'assistant', content: '' };
   const el = messageElement(reply);
@@ -368,11 +377,20 @@ async function send(text) {
     reply.error = describeError(e);
     el.classList.add('error');
     /** @type {HTMLElement} */ (el.querySelector('.stats')).textContent = reply.error;
+    if (/** @type {any} */ (e)?.name === 'DeviceLost') {
+      // The message was not answered: it leaves what the model sees (as the failed reply does) and
+      // goes back into the box, to send again once the model is reloaded.
+      user.error = 'not answered: the GPU was lost';
+      /** @type {HTMLElement} */ (userEl.querySelector('.stats')).textContent = user.error;
+      userEl.classList.add('error');
+      if (!ui.prompt.value) ui.prompt.value = text;
+      lost = true;
+    }
   } finally {
     el.classList.remove('streaming');
     conversation.push(reply);
     if (conversation === app.conversation) save(KEYS.chat, conversation);
-    setStatus(app.llm ? 'ready' : 'idle');
+    setStatus(lost ? 'lost' : app.llm ? 'ready' : 'idle');
   }
 }
 
@@ -439,6 +457,9 @@ ui.threads.addEventListener('change', () => {
 });
 showEngine();
 ui.cancelLoad.addEventListener('click', () => app.loadAbort?.abort());
+// The GPU device was lost: the same model again (from the cache: no download), on a new device;
+// the conversation stays, and the next message continues it (its whole prompt is prefilled again).
+ui.reloadModel.addEventListener('click', () => { if (app.modelSpec) loadModel(app.modelSpec); });
 ui.openModel.addEventListener('click', () => ui.modelPanel.classList.toggle('collapsed'));
 ui.composer.addEventListener('submit', (e) => {
   e.preventDefault();

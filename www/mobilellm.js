@@ -108,6 +108,12 @@ export class MobileLLM {
      * @param {readonly ChatMessage[]} messages
      */
     profileDecode: (messages, steps = 1) => this.#request({ type: Msg.PROFILE, messages: checkMessages(messages), steps }),
+    /**
+     * Destroys the model's GPU device at once, as a driver reset or a GPU process crash would lose
+     * it: the running generation and every later call reject with DeviceLost until the model is
+     * loaded again (tests of that path; nothing on the CPU backend).
+     */
+    loseDevice: () => this.#request({ type: Msg.LOSE_DEVICE }),
   };
 
   /** @param {EngineWorker} worker */

@@ -31,7 +31,8 @@
 /** @typedef {{id: number, type: 'profileDecode', messages: ChatMessage[], steps: number}} ProfileRequest */
 /** @typedef {{id: number, type: 'selftest'}} SelftestRequest  (the CPU kernels' self-test in the loaded build) */
 /** @typedef {{id: number, type: 'stats'}} StatsRequest  (memory now: {wasm_memory_bytes, gpu_allocated_bytes, weight_bytes}) */
-/** @typedef {LoadRequest | GenerateRequest | SimpleRequest | TopLogitsRequest | TokenizeRequest | ProfileRequest | SelftestRequest | StatsRequest} Request */
+/** @typedef {{id: number, type: 'loseDevice'}} LoseDeviceRequest  (tests: destroy the GPU device now, not queued behind a generation) */
+/** @typedef {LoadRequest | GenerateRequest | SimpleRequest | TopLogitsRequest | TokenizeRequest | ProfileRequest | SelftestRequest | StatsRequest | LoseDeviceRequest} Request */
 /**
  * Control messages (no reply): interrupt the generations up to `upTo`, or the single `ids`; cancel a load.
  * @typedef {{type: 'interrupt', upTo: number, ids?: undefined} | {type: 'interrupt', ids: number[], upTo?: undefined}
@@ -61,7 +62,7 @@
  * @typedef {{
  *   load: LoadResult, generate: GenerateResult, reset: null, unload: null, topLogits: [number, number][][],
  *   tokenize: {text: string, ids: number[]}, profileDecode: DecodeProfile, selftest: SelftestReport,
- *   stats: {wasm_memory_bytes: number, gpu_allocated_bytes: number, weight_bytes: number},
+ *   stats: {wasm_memory_bytes: number, gpu_allocated_bytes: number, weight_bytes: number}, loseDevice: null,
  * }} Results
  */
 /**
@@ -145,6 +146,7 @@ export const Msg = Object.freeze({
   PROFILE: 'profileDecode',
   SELFTEST: 'selftest',
   STATS: 'stats',
+  LOSE_DEVICE: 'loseDevice',
   INTERRUPT: 'interrupt',
   CANCEL: 'cancel',
   STARTED: 'started',
@@ -157,7 +159,8 @@ export const Msg = Object.freeze({
 /**
  * Every failure of the API. `name` is a stable code to branch on:
  * the engine's (InvalidModelFile, UnsupportedModel, TokenizerError, ChatTemplateError,
- * WebGPUUnavailable, GPUError, ContextFull, Aborted, InvalidArgument, ConversionError (a checkpoint
+ * WebGPUUnavailable, GPUError, DeviceLost (the GPU device is gone: every later call fails the same
+ * way until the model is loaded again), ContextFull, Aborted, InvalidArgument, ConversionError (a checkpoint
  * the converter refuses), ...) plus DownloadFailed (also: a checkpoint file is missing),
  * GatedModel (HTTP 401/403: a Hugging Face access token is needed or was refused), Unloaded and
  * InternalError (a panic inside the engine; the message says where).

@@ -35,6 +35,8 @@ let model = null;        // wasm Model
 let session = null;      // wasm WasmSession (one per loaded model: its KV cache is the conversation)
 /** @type {MobileLLMError | null} */
 let dead = null;         // set after a panic: the wasm instance cannot be trusted any more
+/** @type {MobileLLMError | null} */
+let lost = null;         // set once the model's GPU device is lost: every later use fails with it (until a load)
 /** @type {Map<number, AbortController>} */
 const loads = new Map(); // load request id -> AbortController
 // Generations the page has stopped (it has already answered them): all ids up to `upTo`, plus
@@ -63,6 +65,15 @@ self.onmessage = (ev) => {
       return;
     case Msg.CANCEL:
       loads.get(msg.target)?.abort();
+      return;
+    case Msg.LOSE_DEVICE:
+      // At once, not queued: the point is to lose the device under a running generation.
+      try {
+        need().debug_lose_device();
+        post({ id: msg.id, type: Msg.RESULT, value: null });
+      } catch (e) {
+        post({ id: msg.id, type: Msg.ERROR, error: serializeError(e) });
+      }
       return;
     case Msg.LOAD: {
       const ctl = new AbortController();
@@ -101,7 +112,11 @@ function run(id, fn) {
       const value = await fn();
       post({ id, type: Msg.RESULT, value });
     } catch (e) {
-      post({ id, type: Msg.ERROR, error: serializeError(asEngineError(e)) });
+      const err = asEngineError(e);
+      // The engine says DeviceLost on this call and every later one; the worker remembers it too,
+      // so calls that would not touch the GPU (tokenising) say so as well, until a new load.
+      if (err?.name === 'DeviceLost') lost ??= new MobileLLMError('DeviceLost', `${err.message} (load the model again)`);
+      post({ id, type: Msg.ERROR, error: serializeError(err) });
     }
   });
   queue = p.catch(() => {});
@@ -124,6 +139,7 @@ function asEngineError(e) {
 
 function need() {
   if (!model) throw new MobileLLMError('Unloaded', 'no model is loaded');
+  if (lost) throw lost;
   return model;
 }
 
@@ -299,6 +315,7 @@ function unload() {
   // Dropping the model drops its pool: the pool workers' loops return and they close.
   model?.free();
   session = model = null;
+  lost = null;
   poolWorkers.forEach((w) => setTimeout(() => w.terminate(), 1000));
   poolWorkers = [];
   return null;

@@ -58,6 +58,43 @@ pub struct Gpu {
     allocated: Cell<u64>,
     /// The first uncaptured device error (validation, out of memory), surfaced by take_error().
     first_error: Arc<Mutex<Option<String>>>,
+    /// Set once the device is lost (wgpu's device-lost callback, an uncaptured error saying so, a
+    /// failed readback map): sticky, every later step and readback fails with Error::DeviceLost.
+    lost: Arc<Mutex<Lost>>,
+}
+
+/// The device's loss: why, and the readbacks waiting to be told.
+#[derive(Default)]
+struct Lost {
+    message: Option<String>,
+    waiters: Vec<futures_channel::oneshot::Sender<()>>,
+}
+
+impl Lost {
+    fn set(&mut self, message: String) {
+        if self.message.is_none() {
+            self.message = Some(message);
+        }
+        for w in self.waiters.drain(..) {
+            let _ = w.send(());
+        }
+    }
+}
+
+/// An uncaptured error that means the device is gone rather than a bug in a call. wgpu reports
+/// loss through the device-lost callback and drops errors of the DeviceLost type, but a call made
+/// while the loss is under way can still be refused with a message naming it. Validation errors
+/// are bugs (GPUError); out of memory stays GPUError too: the device lives on, and loading the
+/// model again would not help.
+fn means_loss(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    ["device lost", "device is lost", "device was lost", "lost device", "device has been destroyed", "device is destroyed", "device was destroyed"]
+        .iter()
+        .any(|p| m.contains(p))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Gpu {
@@ -104,15 +141,32 @@ impl Gpu {
             .await
             .map_err(|e| Error::WebGpuUnavailable(format!("device request failed: {e}")))?;
         let first_error: Arc<Mutex<Option<String>>> = Arc::default();
-        let slot = first_error.clone();
+        let lost: Arc<Mutex<Lost>> = Arc::default();
+        let (slot, lost_slot) = (first_error.clone(), lost.clone());
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+            let msg = e.to_string();
+            if means_loss(&msg) {
+                lock(&lost_slot).set(msg);
+                return;
+            }
+            let mut s = lock(&slot);
             if s.is_none() {
-                *s = Some(e.to_string());
+                *s = Some(msg);
             }
         }));
+        // In the browser the device's `lost` promise; natively wgpu-core calls this from a poll
+        // once the device is invalid (destroyed, or the driver reported it lost).
+        let lost_slot = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            let why = match reason {
+                wgpu::DeviceLostReason::Destroyed => "destroyed",
+                _ => "lost",
+            };
+            lock(&lost_slot).set(if message.is_empty() { why.to_string() } else { format!("{why}: {message}") });
+        });
         Ok(Gpu {
             first_error,
+            lost,
             device,
             queue,
             info,
@@ -223,13 +277,31 @@ impl Gpu {
 
     /// Maps `staging` (already filled by a submitted copy) and returns its first `size` bytes.
     /// Awaits the map callback: natively by polling the device, in the browser by yielding.
+    /// A lost device (before or while waiting) is Error::DeviceLost: the wait always settles.
     pub async fn read_staging(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        self.check_lost()?;
         let (tx, rx) = futures_channel::oneshot::channel();
         let slice = staging.slice(0..size.next_multiple_of(4));
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        self.callback(rx, "map").await?.map_err(|e| Error::Gpu(format!("buffer map failed: {e}")))?;
+        let mapped = self.callback(rx, "map").await;
+        // The map failed, or its callback was dropped: with our buffers (never mapped twice, sized
+        // by us) that is the device going away, whether or not its lost callback has run yet.
+        let mapped = match mapped {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("buffer map failed: {e}")),
+            Err(e) => Err(e.to_string()),
+        };
+        // (An error already reported explains it otherwise: a bug, not a loss.)
+        if let Err(e) = mapped {
+            self.check_lost()?;
+            if let Some(v) = self.first_error_now() {
+                return Err(Error::Gpu(format!("{e}, after: {v}")));
+            }
+            lock(&self.lost).set(e.clone());
+            return Err(Error::DeviceLost(e));
+        }
         let bytes = {
             let view = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("mapped range: {e}")))?;
             view[..size as usize].to_vec()
@@ -249,10 +321,43 @@ impl Gpu {
 
     /// The value a wgpu callback sends on `rx`: natively by polling the device until the GPU is
     /// done, in the browser by yielding until the callback runs.
-    async fn callback<T>(&self, rx: futures_channel::oneshot::Receiver<T>, what: &str) -> Result<T> {
+    /// A device lost meanwhile ends the wait with Error::DeviceLost (the browser may never call
+    /// back on a lost device).
+    async fn callback<T>(&self, mut rx: futures_channel::oneshot::Receiver<T>, what: &str) -> Result<T> {
         #[cfg(not(target_arch = "wasm32"))]
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("poll: {e}")))?;
-        rx.await.map_err(|_| Error::Gpu(format!("{what} callback dropped")))
+        if let Err(e) = self.device.poll(wgpu::PollType::wait_indefinitely()) {
+            self.check_lost()?;
+            return Err(Error::Gpu(format!("poll: {e}")));
+        }
+        let mut lost_rx = {
+            let mut lost = lock(&self.lost);
+            if let Some(m) = &lost.message {
+                return Err(Error::DeviceLost(m.clone()));
+            }
+            // (Waits that ended dropped their receiver: forget them, or every step would leave one.)
+            lost.waiters.retain(|w| !w.is_canceled());
+            let (tx, rx) = futures_channel::oneshot::channel();
+            lost.waiters.push(tx);
+            rx
+        };
+        use std::future::Future;
+        use std::pin::Pin;
+        use std::task::Poll;
+        let r = std::future::poll_fn(|cx| {
+            if let Poll::Ready(v) = Pin::new(&mut rx).poll(cx) {
+                return Poll::Ready(Some(v));
+            }
+            match Pin::new(&mut lost_rx).poll(cx) {
+                Poll::Ready(_) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        match r {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(_)) => Err(Error::Gpu(format!("{what} callback dropped"))),
+            None => Err(self.check_lost().err().unwrap_or_else(|| Error::DeviceLost(format!("{what}: device lost")))),
+        }
     }
 
     /// Copies `size` bytes of `src` at `offset` into a fresh staging buffer and reads them.
@@ -286,13 +391,32 @@ impl Gpu {
         self.queue.submit([enc.finish()]);
     }
 
-    /// Returns (and clears) the first device error seen since the last call, as Error::Gpu.
+    /// Returns (and clears) the first device error seen since the last call, as Error::Gpu; a
+    /// lost device (sticky) as Error::DeviceLost.
     pub fn take_error(&self) -> Result<()> {
-        let mut s = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
-        match s.take() {
+        self.check_lost()?;
+        match lock(&self.first_error).take() {
             Some(msg) => Err(Error::Gpu(msg)),
             None => Ok(()),
         }
+    }
+
+    fn first_error_now(&self) -> Option<String> {
+        lock(&self.first_error).clone()
+    }
+
+    /// Error::DeviceLost once the device is lost (from then on, for good).
+    pub fn check_lost(&self) -> Result<()> {
+        match &lock(&self.lost).message {
+            Some(m) => Err(Error::DeviceLost(m.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Destroys the device, as a driver reset would lose it (tests of the DeviceLost path). Its
+    /// buffers are freed; the lost callback reports it (natively at the next poll).
+    pub fn lose_device(&self) {
+        self.device.destroy();
     }
 
     pub fn allocated_bytes(&self) -> u64 {

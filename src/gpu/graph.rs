@@ -153,6 +153,8 @@ impl Graph {
     /// after every token.
     pub async fn step(&mut self, model: &GpuModel, cfg: &ModelConfig, tokens: &[u32], pos0: u32, head: &HeadRequest<'_>) -> crate::Result<StepOutput> {
         let gpu = model.gpu.clone();
+        // A lost device runs nothing: every step after the loss fails the same way.
+        gpu.check_lost()?;
         gpu.queue.write_buffer(&self.run.tokens, 0, bytemuck::cast_slice(tokens));
         let mut step = StepParams::new(pos0, tokens.len() as u32);
         let (k, rows) = match head {

@@ -16,6 +16,9 @@ export type MobileLLMErrorName =
   /** backend "webgpu" in a browser without WebGPU (or without a usable adapter). */
   | 'WebGPUUnavailable'
   | 'GPUError'
+  /** The GPU device was lost (driver reset, GPU process crash): this call and every later one fail
+   * with it; load the model again (from the cache: no download) to go on. */
+  | 'DeviceLost'
   /** The model or its KV cache does not fit in wasm32 memory (4 GiB); refused before allocating. */
   | 'ModelTooLarge'
   /** The prompt does not fit in the context (a reply that fills it ends with finish_reason "length"). */
@@ -400,6 +403,8 @@ export class MobileLLM {
     stats(): Promise<{ wasm_memory_bytes: number; gpu_allocated_bytes: number; weight_bytes: number }>;
     /** The CPU kernels' self-test inside the loaded wasm build (SIMD vs scalar vs an f64 reference). */
     cpuSelftest(): Promise<{ ok: boolean; simd: string; cases: Array<{ name: string; max_abs_err: number; max_rel_err: number; bit_equal_scalar: boolean }> }>;
+    /** Destroys the model's GPU device now, as a driver reset would lose it: the running generation and every later call reject with DeviceLost until the model is loaded again (nothing on the CPU backend). */
+    loseDevice(): Promise<null>;
   };
 
   /** Stops the running generation now; it ends with finish_reason "abort". */
