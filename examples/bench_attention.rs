@@ -10,7 +10,7 @@ use std::time::Instant;
 use mobilellm_web::gpu::ops::attention::{attention_with, AttnForm, AttnIo, AttnScratch};
 use mobilellm_web::gpu::ops::topk::{out_words_per_row, topk, TopkScratch};
 use mobilellm_web::gpu::ops::AttnShape;
-use mobilellm_web::gpu::{Gpu, GpuOptions, Precision, Op, StepParams, TokenCount};
+use mobilellm_web::gpu::{Gpu, GpuOptions, Op, Precision, StepParams, TokenCount};
 
 /// Milliseconds per run of `ops`: `reps` copies encoded into one pass, after a warm-up.
 fn time_ops(gpu: &Gpu, ops: &[Op], step: &StepParams, step_buf: &wgpu::Buffer, reps: usize) -> f64 {
@@ -26,7 +26,8 @@ fn time_ops(gpu: &Gpu, ops: &[Op], step: &StepParams, step_buf: &wgpu::Buffer, r
 
 fn main() {
     let force_f32 = std::env::args().any(|a| a == "--f32");
-    let gpu = pollster::block_on(Gpu::new(&GpuOptions { precision: if force_f32 { Precision::F32 } else { Precision::F16 }, ..Default::default() })).expect("GPU adapter");
+    let gpu = pollster::block_on(Gpu::new(&GpuOptions { precision: if force_f32 { Precision::F32 } else { Precision::F16 }, ..Default::default() }))
+        .expect("GPU adapter");
     println!("adapter: {}", gpu.adapter_summary());
     let step = gpu.uniform_buffer("step", std::mem::size_of::<StepParams>() as u64);
 
@@ -70,4 +71,3 @@ fn main() {
         println!("topk vocab {vocab}, k {k:3}: {ms:8.3} ms");
     }
 }
-

@@ -60,11 +60,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Median seconds of `f`, over `reps` runs after a warm-up.
 fn time(reps: usize, mut f: impl FnMut(usize)) -> f64 {
     f(0);
-    median((0..reps).map(|i| {
-        let t = Instant::now();
-        f(i + 1);
-        t.elapsed().as_secs_f64()
-    }).collect())
+    median(
+        (0..reps)
+            .map(|i| {
+                let t = Instant::now();
+                f(i + 1);
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
 }
 
 fn main() {
@@ -92,7 +96,13 @@ fn main() {
     println!("pool: empty region {empty:.2} µs; region of {} x 5 µs parts: {busy:.2} µs (sync cost {:.2} µs), medians", pool.threads(), busy - 5.0);
 
     let mut rng = Rng(0x2545F4914F6CDD1D);
-    let shapes: [(&str, usize, usize); 5] = [("q/o 576x576", 576, 576), ("k/v 192x576", 192, 576), ("gate+up 2x1536x576", 1536, 576), ("down 576x1536", 576, 1536), ("logits 49152x576", 49152, 576)];
+    let shapes: [(&str, usize, usize); 5] = [
+        ("q/o 576x576", 576, 576),
+        ("k/v 192x576", 192, 576),
+        ("gate+up 2x1536x576", 1536, 576),
+        ("down 576x1536", 576, 1536),
+        ("logits 49152x576", 49152, 576),
+    ];
     println!("{:<22} {:>5} | {:>9} {:>7} | {:>10} {:>7} {:>8}", "shape", "type", "decode ms", "GB/s", "prefill ms", "GB/s", "tok/s");
     let step_only = args.iter().any(|a| a == "--step");
     for &ty in types.iter().filter(|_| !step_only) {
@@ -133,7 +143,17 @@ fn main() {
     let logits_w = tensor(&mut rng, GgmlType::Q8_0, vocab, dim);
     for &ty in types.iter().filter(|t| **t != GgmlType::F32 || !quick) {
         let lw: Vec<[Vec<u8>; 7]> = (0..layers)
-            .map(|_| [tensor(&mut rng, ty, dim, dim), tensor(&mut rng, ty, kv, dim), tensor(&mut rng, ty, kv, dim), tensor(&mut rng, ty, dim, dim), tensor(&mut rng, ty, ffn, dim), tensor(&mut rng, ty, ffn, dim), tensor(&mut rng, ty, dim, ffn)])
+            .map(|_| {
+                [
+                    tensor(&mut rng, ty, dim, dim),
+                    tensor(&mut rng, ty, kv, dim),
+                    tensor(&mut rng, ty, kv, dim),
+                    tensor(&mut rng, ty, dim, dim),
+                    tensor(&mut rng, ty, ffn, dim),
+                    tensor(&mut rng, ty, ffn, dim),
+                    tensor(&mut rng, ty, dim, ffn),
+                ]
+            })
             .collect();
         let bytes: usize = lw.iter().flatten().map(Vec::len).sum::<usize>() + logits_w.len();
         let x: Vec<f32> = (0..dim).map(|_| rng.f()).collect();
@@ -144,7 +164,15 @@ fn main() {
         let secs = time(if quick { 5 } else { 15 }, |_| {
             for l in &lw {
                 a.prepare(&h, 1, dim);
-                matmul(&pool, &a, &mut [Product { w: m(&l[0], dim, dim), out: &mut q, epilogue: Epilogue::Store }, Product { w: m(&l[1], kv, dim), out: &mut k, epilogue: Epilogue::Store }, Product { w: m(&l[2], kv, dim), out: &mut v, epilogue: Epilogue::Store }]);
+                matmul(
+                    &pool,
+                    &a,
+                    &mut [
+                        Product { w: m(&l[0], dim, dim), out: &mut q, epilogue: Epilogue::Store },
+                        Product { w: m(&l[1], kv, dim), out: &mut k, epilogue: Epilogue::Store },
+                        Product { w: m(&l[2], kv, dim), out: &mut v, epilogue: Epilogue::Store },
+                    ],
+                );
                 a2.prepare(&q, 1, dim);
                 matmul(&pool, &a2, &mut [Product { w: m(&l[3], dim, dim), out: &mut h, epilogue: Epilogue::Accumulate }]);
                 a.prepare(&h, 1, dim);
@@ -156,7 +184,11 @@ fn main() {
                 h.iter_mut().for_each(|v| *v /= s);
             }
             a.prepare(&h, 1, dim);
-            matmul(&pool, &a, &mut [Product { w: QMatrix { ty: GgmlType::Q8_0, rows: vocab, cols: dim, data: &logits_w }, out: &mut logits, epilogue: Epilogue::Store }]);
+            matmul(
+                &pool,
+                &a,
+                &mut [Product { w: QMatrix { ty: GgmlType::Q8_0, rows: vocab, cols: dim, data: &logits_w }, out: &mut logits, epilogue: Epilogue::Store }],
+            );
         });
         let tk = time(41, |_| {
             top_candidates(&pool, &logits, &[1, 2, 3], 1.1, 1.0, 40);

@@ -50,11 +50,7 @@ fn main() {
     let runs: usize = arg("runs", "5").parse().unwrap();
     let gen: usize = arg("gen", "64").parse().unwrap();
     let shared = synth_gguf(&spec(ty, 2)).unwrap();
-    let variants = [
-        ("plain", synth_gguf(&spec(ty, 1)).unwrap()),
-        ("duplicated", duplicate_blocks(&shared).unwrap()),
-        ("shared", shared),
-    ];
+    let variants = [("plain", synth_gguf(&spec(ty, 1)).unwrap()), ("duplicated", duplicate_blocks(&shared).unwrap()), ("shared", shared)];
     let opts = LoadOptions { backend, threads, gpu: GpuOptions { precision: Precision::F32, ..Default::default() }, kv_type: KvType::F16 };
     let models: Vec<(&str, Rc<LoadedModel>, usize)> =
         variants.iter().map(|(n, b)| (*n, pollster::block_on(LoadedModel::open(b.clone(), &opts)).unwrap(), b.len())).collect();

@@ -106,7 +106,11 @@ fn bench(gpu: &Gpu, form: Form, c: &Case, tokens: u32) {
     let tiling = if tokens > 1 { Tiling::Tiles } else { Tiling::Decode };
     let rows = if c.what == What::Logits { Rows::Last } else { Rows::All(tiling) };
     let p = Product { weight: &w, x: &x, norm: c.norm.then_some(Norm { weight: &g, eps: 1e-5 }), rows };
-    let (q, kc, vc) = (gpu.storage_buffer("q", 4 * 576 * tokens as u64), gpu.storage_buffer("k", SHAPE.kv_cache_bytes(gpu)), gpu.storage_buffer("v", SHAPE.kv_cache_bytes(gpu)));
+    let (q, kc, vc) = (
+        gpu.storage_buffer("q", 4 * 576 * tokens as u64),
+        gpu.storage_buffer("k", SHAPE.kv_cache_bytes(gpu)),
+        gpu.storage_buffer("v", SHAPE.kv_cache_bytes(gpu)),
+    );
     let rope = gpu.storage_buffer_init("rope", bytemuck::cast_slice(&SHAPE.rope_table()));
     let t0 = Instant::now();
     let op = match c.what {
@@ -153,7 +157,8 @@ fn main() {
         paths.push(false);
     }
     for force_f32 in paths {
-        let mut gpu = pollster::block_on(Gpu::new(&GpuOptions { precision: if force_f32 { Precision::F32 } else { Precision::F16 }, ..Default::default() })).expect("GPU adapter");
+        let mut gpu = pollster::block_on(Gpu::new(&GpuOptions { precision: if force_f32 { Precision::F32 } else { Precision::F16 }, ..Default::default() }))
+            .expect("GPU adapter");
         if !force_f32 && !gpu.f16 {
             break;
         }

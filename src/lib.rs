@@ -5,16 +5,16 @@
 //! (prefill, decode) -> [`sampler`] -> token ids -> [`tokenizer`] (streaming detokenisation).
 //! [`cpu`] is a plain f32 reference forward pass used as the oracle in tests.
 
-pub mod error;
-pub mod quant;
-pub mod gguf;
-pub mod model;
-pub mod tokenizer;
-pub mod cpu;
-pub mod sampler;
-pub mod gpu;
-pub mod engine;
 pub mod convert;
+pub mod cpu;
+pub mod engine;
+pub mod error;
+pub mod gguf;
+pub mod gpu;
+pub mod model;
+pub mod quant;
+pub mod sampler;
+pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 #[cfg(target_arch = "wasm32")]

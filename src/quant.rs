@@ -132,12 +132,7 @@ pub fn dequantize(ty: GgmlType, data: &[u8], n: usize) -> crate::Result<Vec<f32>
 /// number of blocks. Used to build test models and by the converter.
 pub fn quantize(ty: GgmlType, x: &[f32]) -> crate::Result<Vec<u8>> {
     let size = ty.bytes_for(x.len() as u64).ok_or_else(|| {
-        crate::Error::InvalidArgument(format!(
-            "quantize {}: {} values are not a whole number of {}-element blocks",
-            ty.name(),
-            x.len(),
-            ty.block_len()
-        ))
+        crate::Error::InvalidArgument(format!("quantize {}: {} values are not a whole number of {}-element blocks", ty.name(), x.len(), ty.block_len()))
     })?;
     let mut out = Vec::with_capacity(size as usize);
     match ty {

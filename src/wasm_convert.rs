@@ -121,11 +121,9 @@ pub fn convert_checkpoint(
     write: &js_sys::Function,
     progress: &js_sys::Function,
 ) -> Result<String, JsValue> {
-    let ty = output_type(type_name).ok_or_else(|| {
-        js_error(&Error::InvalidArgument(format!("conversion type {type_name:?}: expected f32, f16, q8_0, q4_0 or q4_1")))
-    })?;
-    let sizes: BTreeMap<String, u64> =
-        serde_json::from_str(files_json).map_err(|e| js_error(&Error::InvalidArgument(format!("files: {e}"))))?;
+    let ty = output_type(type_name)
+        .ok_or_else(|| js_error(&Error::InvalidArgument(format!("conversion type {type_name:?}: expected f32, f16, q8_0, q4_0 or q4_1"))))?;
+    let sizes: BTreeMap<String, u64> = serde_json::from_str(files_json).map_err(|e| js_error(&Error::InvalidArgument(format!("files: {e}"))))?;
     let files = JsFiles { sizes, read };
     // One JS call per MiB of metadata, and tensors (already whole buffers) pass straight through.
     let mut out = std::io::BufWriter::with_capacity(1 << 20, JsWriter { write });

@@ -195,8 +195,30 @@ fn templates_dir() -> Option<PathBuf> {
 /// for each `seed`.
 fn prose(seed: usize, len: usize) -> String {
     const WORDS: [&str; 24] = [
-        "the", "model", "answers", "questions", "about", "rivers,", "villages", "and", "small", "things.", "Naïve", "café", "über", "résumé", "—", "\"quoted\"",
-        "{braces}", "<tags>", "x = 3 * (y + 2);", "done!", "Why?", "'single'", "tab\there", "line\nbreak",
+        "the",
+        "model",
+        "answers",
+        "questions",
+        "about",
+        "rivers,",
+        "villages",
+        "and",
+        "small",
+        "things.",
+        "Naïve",
+        "café",
+        "über",
+        "résumé",
+        "—",
+        "\"quoted\"",
+        "{braces}",
+        "<tags>",
+        "x = 3 * (y + 2);",
+        "done!",
+        "Why?",
+        "'single'",
+        "tab\there",
+        "line\nbreak",
     ];
     let mut s = String::with_capacity(len + 16);
     let mut x = seed as u64 * 2_654_435_761 + 1;
@@ -283,7 +305,13 @@ fn real_templates_stay_far_below_the_limits() {
     let work_share = worst(&|s, l| s.work as f64 / l.work as f64);
     let memory_share = worst(&|s, l| s.memory as f64 / l.memory as f64);
     eprintln!("chat template limits: {} renders of {} templates (50 turns x 2 KB, ~{} KB input)", rows.len(), files.len() - unrendered.len(), rows[0].1 / 1024);
-    eprintln!("  max fuel {fuel:.0} steps, work {:.2} M units, memory {:.2} MB, heap peak {:.2} MB, time {:.1} ms", work / 1e6, memory / 1e6, heap / 1e6, secs * 1e3);
+    eprintln!(
+        "  max fuel {fuel:.0} steps, work {:.2} M units, memory {:.2} MB, heap peak {:.2} MB, time {:.1} ms",
+        work / 1e6,
+        memory / 1e6,
+        heap / 1e6,
+        secs * 1e3
+    );
     eprintln!("  worst share of the scaled limits: fuel {:.1}%, work {:.1}%, memory {:.1}%", fuel_share * 100.0, work_share * 100.0, memory_share * 100.0);
     eprintln!("  base limits: fuel {}, work {} M, memory {} MiB", base.fuel, base.work >> 20, base.memory >> 20);
     for key in [0usize, 1, 2] {
@@ -314,7 +342,8 @@ fn assert_stopped(name: &str, template: &str, expect: &str) -> (Duration, i64) {
     eprintln!("{name:<28} {:>7.1} ms {:>7.1} MB  {}", took.as_secs_f64() * 1e3, peak as f64 / 1e6, text.chars().take(150).collect::<String>());
     assert!(took < Duration::from_secs(1), "{name}: took {took:?}");
     assert!(peak < 48 << 20, "{name}: heap peak {peak} bytes");
-    let ok = render_chat(Some("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"), &messages, true, "<s>", "</s>").expect("a plain template after a hostile one");
+    let ok = render_chat(Some("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"), &messages, true, "<s>", "</s>")
+        .expect("a plain template after a hostile one");
     assert_eq!(ok, "<system>Be brief.<user>Hello there");
     (took, peak)
 }
@@ -475,7 +504,8 @@ fn cli_chat_with_a_hostile_template_fails_fast() {
     assert!(err.contains("[ChatTemplateError]") && err.contains("steps"), "{err}");
     assert!(took < Duration::from_secs(20), "took {took:?}");
 
-    let doubling = model_with_template("doubling.gguf", "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}");
+    let doubling =
+        model_with_template("doubling.gguf", "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}");
     let (code, err, took) = run(&doubling);
     eprintln!("doubling: exit {code:?} in {took:?}: {}", err.trim());
     assert_eq!(code, Some(1), "{err}");

@@ -75,7 +75,10 @@ fn errors_are_one_line_without_panic() {
         (vec!["generate".into(), "--model".into(), "/nonexistent.gguf".into(), "--prompt".into(), "x".into()], "IOError"),
         (vec!["generate".into(), "--model".into(), truncated.to_str().unwrap().into(), "--prompt".into(), "x".into()], "InvalidModelFile"),
         (vec!["generate".into(), "--model".into(), m.to_str().unwrap().into(), "--prompt-tokens".into(), "999999".into()], "InvalidArgument"),
-        (vec!["generate".into(), "--model".into(), m.to_str().unwrap().into(), "--prompt-tokens".into(), "1,2".into(), "--ctx".into(), "1".into()], "ContextFull"),
+        (
+            vec!["generate".into(), "--model".into(), m.to_str().unwrap().into(), "--prompt-tokens".into(), "1,2".into(), "--ctx".into(), "1".into()],
+            "ContextFull",
+        ),
     ];
     for (args, code_name) in cases {
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -133,7 +136,8 @@ fn cpu_backend_flags_bench_and_thread_independence() {
     }
     let mut outputs = Vec::new();
     for threads in ["1", "3"] {
-        let (code, g, err) = run(&["generate", "--model", m, "--prompt-tokens", "5,6,7", "-n", "6", "--temperature", "0", "--json", "--backend", "cpu", "--threads", threads]);
+        let (code, g, err) =
+            run(&["generate", "--model", m, "--prompt-tokens", "5,6,7", "-n", "6", "--temperature", "0", "--json", "--backend", "cpu", "--threads", threads]);
         assert_eq!(code, 0, "{err}");
         let (code, l, err) = run(&["logits", "--model", m, "--prompt-tokens", "1,9,20,33", "--top", "5", "--json", "--backend", "cpu", "--threads", threads]);
         assert_eq!(code, 0, "{err}");

@@ -130,10 +130,8 @@ fn hf_forward(o: &Original, tokens: &[u32], repeat: usize) -> Vec<Vec<f32>> {
             for head in 0..nh {
                 let kvh = head / (nh / nkv);
                 let qh = &q[head * hd..(head + 1) * hd];
-                let scores: Vec<f64> = ks
-                    .iter()
-                    .map(|k| qh.iter().zip(&k[kvh * hd..(kvh + 1) * hd]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt())
-                    .collect();
+                let scores: Vec<f64> =
+                    ks.iter().map(|k| qh.iter().zip(&k[kvh * hd..(kvh + 1) * hd]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt()).collect();
                 let m = scores.iter().cloned().fold(f64::MIN, f64::max);
                 let ex: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
                 let z: f64 = ex.iter().sum();
@@ -368,11 +366,7 @@ fn broken_checkpoints_give_errors_not_panics() {
     let config = std::fs::read(dir.join("config.json")).unwrap();
     let tok = std::fs::read(dir.join("tokenizer.model")).unwrap();
     let run = |bin: Vec<u8>, config: Vec<u8>| {
-        let files = BTreeMap::from([
-            ("pytorch_model.bin".to_string(), bin),
-            ("config.json".to_string(), config),
-            ("tokenizer.model".to_string(), tok.clone()),
-        ]);
+        let files = BTreeMap::from([("pytorch_model.bin".to_string(), bin), ("config.json".to_string(), config), ("tokenizer.model".to_string(), tok.clone())]);
         convert_files(&files, &mut Vec::new(), GgmlType::F32, &mut |_| {})
     };
     assert!(run(bin.clone(), config.clone()).is_ok());
@@ -393,7 +387,6 @@ fn broken_checkpoints_give_errors_not_panics() {
     let other = String::from_utf8(config).unwrap().replace("\"mobilellm\"", "\"gpt2\"");
     assert!(run(bin, other.into_bytes()).unwrap_err().to_string().contains("gpt2"));
 }
-
 
 #[test]
 fn broken_safetensors_and_tokenizers_give_errors_not_panics() {

@@ -138,8 +138,15 @@ fn tiny_checkpoint(name: &str, tokenizer_model: Option<&Path>) -> PathBuf {
 
 fn check_cases(what: &str, tok: &Tokenizer, cases: &[(String, Vec<u32>)]) {
     let bad: Vec<_> = cases.iter().filter(|(text, want)| &tok.encode(text, false).unwrap() != want).collect();
-    assert!(bad.is_empty(), "{what}: {} of {} cases differ, first {:?}: got {:?} want {:?}", bad.len(), cases.len(), bad[0].0,
-        tok.encode(&bad[0].0, false).unwrap(), bad[0].1);
+    assert!(
+        bad.is_empty(),
+        "{what}: {} of {} cases differ, first {:?}: got {:?} want {:?}",
+        bad.len(),
+        cases.len(),
+        bad[0].0,
+        tok.encode(&bad[0].0, false).unwrap(),
+        bad[0].1
+    );
 }
 
 #[test]

@@ -43,7 +43,10 @@ fn weights(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize, scale: f32) ->
     let bytes = quantize(ty, &rng.vec(rows * cols, scale)).unwrap();
     let deq = dequantize(ty, &bytes, rows * cols).unwrap();
     let mag = if ty == GgmlType::Q4_1 {
-        bytes.chunks_exact(20).flat_map(|b| (0..32).map(move |j| (b[4 + j % 16] >> (4 * (j / 16)) & 15) as f32 * f16_at(b, 0).abs() + f16_at(b, 2).abs())).collect()
+        bytes
+            .chunks_exact(20)
+            .flat_map(|b| (0..32).map(move |j| (b[4 + j % 16] >> (4 * (j / 16)) & 15) as f32 * f16_at(b, 0).abs() + f16_at(b, 2).abs()))
+            .collect()
     } else {
         deq.iter().map(|v| v.abs()).collect()
     };
@@ -150,7 +153,11 @@ fn matmul_several_products_accumulate() {
     let pools = pools();
     let mut rng = Rng(11);
     let (cols, tokens) = (576, 3);
-    let ws = [weights(&mut rng, GgmlType::Q4_1, 576, cols, 0.2), weights(&mut rng, GgmlType::Q8_0, 194, cols, 0.2), weights(&mut rng, GgmlType::Q4_0, 190, cols, 0.2)];
+    let ws = [
+        weights(&mut rng, GgmlType::Q4_1, 576, cols, 0.2),
+        weights(&mut rng, GgmlType::Q8_0, 194, cols, 0.2),
+        weights(&mut rng, GgmlType::Q4_0, 190, cols, 0.2),
+    ];
     let x = rng.vec(tokens * cols, 1.0);
     let mut acts = Acts::new();
     acts.prepare(&x, tokens, cols);
@@ -245,7 +252,9 @@ fn attention_matches_reference() {
                     // Scores: (hd/16 + 8) u sum|q k| * scale ~ 1e-6 with unit data; a score error
                     // d moves each softmax weight by a factor within 1 +- 2d; the weighted sum
                     // of |v| <= 1 adds len u. So 1e-5 absolute (+ 1e-5 relative) is ~5x slack.
-                    check_close(&format!("attention {ty:?} {nh}/{nkv} hd {hd} pos0 {pos0} x{tokens}"), &first.unwrap(), &want, |i| 1e-5 + 1e-5 * (want[i] as f64).abs());
+                    check_close(&format!("attention {ty:?} {nh}/{nkv} hd {hd} pos0 {pos0} x{tokens}"), &first.unwrap(), &want, |i| {
+                        1e-5 + 1e-5 * (want[i] as f64).abs()
+                    });
                 }
             }
         }
@@ -282,7 +291,8 @@ fn rope_matches_reference() {
 
 #[test]
 fn exp_is_accurate_and_the_same_everywhere() {
-    let xs: Vec<f32> = (0..200_000).map(|i| -105.0 + i as f32 * 0.000975).chain([0.0, -0.0, 88.7, 89.5, -87.0, -103.5, f32::INFINITY, f32::NEG_INFINITY]).collect();
+    let xs: Vec<f32> =
+        (0..200_000).map(|i| -105.0 + i as f32 * 0.000975).chain([0.0, -0.0, 88.7, 89.5, -87.0, -103.5, f32::INFINITY, f32::NEG_INFINITY]).collect();
     for isa in Isa::available() {
         let mut got = xs.clone();
         // exp_sub(x, 0) = exp(x), through the instruction set's kernel.
@@ -319,7 +329,15 @@ fn exp_is_accurate_and_the_same_everywhere() {
 fn top_candidates_matches_sampler() {
     let pools = pools();
     let mut rng = Rng(29);
-    for (n, k, penalty, temp) in [(49152, 1, 1.0, 0.0), (49152, 40, 1.3, 0.7), (10000, 256, 1.1, 1.5), (5000, 600, 1.0, 1.0), (300, 300, 1.2, 2.0), (7, 10, 1.0, 1.0), (4097, 0, 1.0, 1.0)] {
+    for (n, k, penalty, temp) in [
+        (49152, 1, 1.0, 0.0),
+        (49152, 40, 1.3, 0.7),
+        (10000, 256, 1.1, 1.5),
+        (5000, 600, 1.0, 1.0),
+        (300, 300, 1.2, 2.0),
+        (7, 10, 1.0, 1.0),
+        (4097, 0, 1.0, 1.0),
+    ] {
         let mut logits = rng.vec(n, 10.0);
         // Ties, NaN, infinities, signed zeros, penalised ids.
         for i in (0..n).step_by(97) {
@@ -372,9 +390,11 @@ fn pool_runs_every_part_exactly_once() {
         }
         // A nested run executes inline instead of deadlocking.
         let n = AtomicUsize::new(0);
-        pool.run(4, &|_| pool.run(3, &|_| {
-            n.fetch_add(1, Ordering::Relaxed);
-        }));
+        pool.run(4, &|_| {
+            pool.run(3, &|_| {
+                n.fetch_add(1, Ordering::Relaxed);
+            })
+        });
         assert_eq!(n.load(Ordering::Relaxed), 12);
     }
 }

@@ -44,7 +44,8 @@ impl Weights {
         let (d, q, kv, f, v) = (cfg.dim, cfg.q_dim(), cfg.kv_dim(), cfg.ffn_dim, cfg.n_vocab);
         let mut data = Vec::new();
         let mut add = |name: String, rows: usize, cols: usize, rng: &mut Rng, norm: bool| {
-            let vals: Vec<f32> = if norm { (0..cols).map(|_| 1.0 + 0.3 * rng.uniform()).collect() } else { rng.vec(rows * cols, 0.5 / (cols as f32).sqrt() * 1.7) };
+            let vals: Vec<f32> =
+                if norm { (0..cols).map(|_| 1.0 + 0.3 * rng.uniform()).collect() } else { rng.vec(rows * cols, 0.5 / (cols as f32).sqrt() * 1.7) };
             data.push((name, rows, cols, vals.iter().flat_map(|x| x.to_le_bytes()).collect()));
         };
         add("token_embd".into(), v, d, &mut rng, false);
@@ -290,7 +291,8 @@ fn synthetic_one_layer_matches_long_hand() {
 ///   top two are >= 0.5 apart and at >= 90% of positions, top-5 logits within 0.35 on average.
 #[test]
 fn real_smollm2_matches_llama_cpp() {
-    let path = std::env::var("MOBILELLM_MODEL").unwrap_or_else(|_| format!("{}/.cache/mobilellm-web/SmolLM2-135M-Instruct.Q4_1.gguf", std::env::var("HOME").unwrap_or_default()));
+    let path = std::env::var("MOBILELLM_MODEL")
+        .unwrap_or_else(|_| format!("{}/.cache/mobilellm-web/SmolLM2-135M-Instruct.Q4_1.gguf", std::env::var("HOME").unwrap_or_default()));
     let Ok(bytes) = std::fs::read(&path) else {
         eprintln!("SKIPPED: no model at {path} (run scripts/fetch_model.sh)");
         return;

@@ -130,7 +130,9 @@ fn truncated_vocab(bytes: &[u8], n: usize) -> Vec<u8> {
                     });
                     MetaValue::Array { elem: *elem, values: keep.cloned().collect() }
                 }
-                (_, MetaValue::Array { elem, values }) if k.starts_with("tokenizer.ggml.") && values.len() > n => MetaValue::Array { elem: *elem, values: values[..n].to_vec() },
+                (_, MetaValue::Array { elem, values }) if k.starts_with("tokenizer.ggml.") && values.len() > n => {
+                    MetaValue::Array { elem: *elem, values: values[..n].to_vec() }
+                }
                 (_, v) if k.starts_with("tokenizer.ggml.") && k.ends_with("_token_id") && v.as_u64().is_some_and(|id| id >= n as u64) => continue,
                 (_, v) => v.clone(),
             };

@@ -39,10 +39,7 @@ fn smollm2_parses_with_expected_config_and_tensors() {
 
     let cfg = ModelConfig::from_gguf(&f).unwrap();
     assert_eq!(cfg.arch, Arch::Llama);
-    assert_eq!(
-        (cfg.n_layers, cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_dim, cfg.n_vocab),
-        (30, 576, 9, 3, 64, 1536, 49152)
-    );
+    assert_eq!((cfg.n_layers, cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_dim, cfg.n_vocab), (30, 576, 9, 3, 64, 1536, 49152));
     assert!(cfg.tied_embeddings);
     assert_eq!(cfg.rope_base, 1e5);
     assert_eq!(cfg.block_repeat, 1);

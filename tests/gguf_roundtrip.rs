@@ -35,10 +35,7 @@ fn every_meta_value() -> Vec<(String, MetaValue)> {
         ("arr.bool".into(), arr(MetaType::Bool, vec![Bool(true), Bool(false)])),
         (
             "arr.nested".into(),
-            arr(
-                MetaType::Array,
-                vec![arr(MetaType::U16, vec![U16(1), U16(2)]), arr(MetaType::String, vec![String("x".into())]), arr(MetaType::F32, vec![])],
-            ),
+            arr(MetaType::Array, vec![arr(MetaType::U16, vec![U16(1), U16(2)]), arr(MetaType::String, vec![String("x".into())]), arr(MetaType::F32, vec![])]),
         ),
     ]
 }

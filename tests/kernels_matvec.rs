@@ -24,11 +24,7 @@ const EPS: f32 = 1e-5;
 /// subgroup).
 fn forms(gpu: &Gpu, tiling: Tiling) -> Vec<Form> {
     let software = |rows, by_unit| Form { wg: 8, lanes: 1, rows, subgroup_reduce: false, by_unit };
-    let mut out = if tiling == Tiling::Tiles {
-        vec![software(4, true)]
-    } else {
-        vec![software(16, true), software(8, true), software(8, false)]
-    };
+    let mut out = if tiling == Tiling::Tiles { vec![software(4, true)] } else { vec![software(16, true), software(8, true), software(8, false)] };
     out.push(Form { wg: 64, lanes: 4, rows: 4, subgroup_reduce: false, by_unit: true });
     out.push(Form { wg: 64, lanes: 32, rows: if tiling == Tiling::Tiles { 4 } else { 8 }, subgroup_reduce: false, by_unit: tiling == Tiling::Tiles });
     if gpu.subgroups {
@@ -98,11 +94,7 @@ fn product_case(gpu: &Gpu, form: Form, tiling: Tiling, rng: &mut Rng, c: &Case) 
     let mut want = ops::matmul(&xin, &w.values, rows, cols);
     let s = abs_dots(&xin, &w.mags, rows, cols);
     let low = gpu.f16 && tiling == Tiling::Tiles;
-    let mut tol: Vec<f32> = want
-        .iter()
-        .zip(&s)
-        .map(|(&r, &s)| product_bound(cols, s, r, low) + if norm { norm_bound(cols, s, r) } else { 0.0 })
-        .collect();
+    let mut tol: Vec<f32> = want.iter().zip(&s).map(|(&r, &s)| product_bound(cols, s, r, low) + if norm { norm_bound(cols, s, r) } else { 0.0 }).collect();
     if epilogue == Epilogue::Accumulate {
         // The add rounds once more.
         want.iter_mut().zip(&y0).for_each(|(a, b)| *a += b);
@@ -132,7 +124,11 @@ fn shapes(ty: GgmlType) -> Vec<(usize, usize, usize)> {
 /// The decode path computes in f32 on both precision paths (act_t appears only in tiles and the
 /// KV cache), so on an f16 device only tiles (and qkv, for its f16 cache) are new variants.
 fn tilings(gpu: &Gpu) -> Vec<Tiling> {
-    if gpu.f16 { vec![Tiling::Tiles] } else { vec![Tiling::Decode, Tiling::Tiles] }
+    if gpu.f16 {
+        vec![Tiling::Tiles]
+    } else {
+        vec![Tiling::Decode, Tiling::Tiles]
+    }
 }
 
 /// Every form, path, precision and type, each on about half of the shapes (in rotation, so every
@@ -305,7 +301,10 @@ fn qkv_case(gpu: &Gpu, form: Form, tiling: Tiling, rng: &mut Rng, dims: (u32, u3
             vec![qkv_with(gpu, &step, &Product { weight: &gpu_weights[0], x: &xb, norm, rows: Rows::All(tiling) }, &target(0), Some(form))]
         } else {
             let bases = [0, q_dim as u32, (q_dim + kv_dim) as u32];
-            ws.iter().zip(bases).map(|((w, _), base)| qkv_with(gpu, &step, &Product { weight: &w.gpu, x: &xb, norm, rows: Rows::All(tiling) }, &target(base), Some(form))).collect()
+            ws.iter()
+                .zip(bases)
+                .map(|((w, _), base)| qkv_with(gpu, &step, &Product { weight: &w.gpu, x: &xb, norm, rows: Rows::All(tiling) }, &target(base), Some(form)))
+                .collect()
         };
         let refs: Vec<_> = ops.iter().collect();
         gpu.run_ops(&refs, &StepParams::new(pos0, t as u32), &step);
@@ -338,7 +337,8 @@ fn qkv_case(gpu: &Gpu, form: Form, tiling: Tiling, rng: &mut Rng, dims: (u32, u3
         let (want_v, tol_v) = out[2].clone();
         check(&format!("{what} pos0 {pos0} T {t}: q"), &pollster::block_on(gpu.read_f32(&q, t * q_dim)).unwrap(), &want_q, &tol_q);
         // f16 caches round once more: half an ulp, 2^-11 relative.
-        let cache_tol = |want: &[f32], tol: &[f32]| -> Vec<f32> { want.iter().zip(tol).map(|(w, e)| e + if gpu.f16 { (w.abs() + e) / 2048.0 } else { 0.0 }).collect() };
+        let cache_tol =
+            |want: &[f32], tol: &[f32]| -> Vec<f32> { want.iter().zip(tol).map(|(w, e)| e + if gpu.f16 { (w.abs() + e) / 2048.0 } else { 0.0 }).collect() };
         let kc = read_cache(gpu, &k_cache, n_cache);
         let vc = read_cache(gpu, &v_cache, n_cache);
         let rows = pos0 as usize * kv_dim..(pos0 as usize + t) * kv_dim;

@@ -13,11 +13,7 @@ type Table = Vec<(String, Vec<u64>, GgmlType, Option<usize>)>;
 
 /// Re-writes a GGUF after letting the caller edit its metadata and tensor table (name, dims, type).
 /// Tensor bytes are copied from the original (by original index), or zero-filled when resized.
-fn rewrite(
-    bytes: &[u8],
-    edit_meta: impl FnOnce(&mut Meta),
-    edit_tensors: impl FnOnce(&mut Table),
-) -> Vec<u8> {
+fn rewrite(bytes: &[u8], edit_meta: impl FnOnce(&mut Meta), edit_tensors: impl FnOnce(&mut Table)) -> Vec<u8> {
     let f = GgufFile::parse(bytes).unwrap();
     let mut meta = f.metadata.clone();
     edit_meta(&mut meta);
@@ -309,11 +305,7 @@ fn duplicate_blocks_unrolls_layer_sharing() {
     let (cs, co) = (ModelConfig::from_gguf(&fs).unwrap(), ModelConfig::from_gguf(&fo).unwrap());
     assert_eq!(co.arch, Arch::Llama);
     assert_eq!((co.n_layers, co.block_repeat), (6, 1));
-    assert_eq!(
-        ModelConfig { arch: Arch::Llama, n_layers: 6, block_repeat: 1, ..cs.clone() },
-        co,
-        "all other hyperparameters carried over"
-    );
+    assert_eq!(ModelConfig { arch: Arch::Llama, n_layers: 6, block_repeat: 1, ..cs.clone() }, co, "all other hyperparameters carried over");
     assert!(fo.metadata.iter().all(|(k, _)| !k.starts_with("mobilellm.")));
     assert_eq!(fo.get_str_array("tokenizer.ggml.tokens"), fs.get_str_array("tokenizer.ggml.tokens"));
     let ts = ModelTensors::from_gguf(&fs, &src, &cs).unwrap();

@@ -13,8 +13,8 @@ mod common;
 
 use std::rc::Rc;
 
-use mobilellm_web::cpu::{CpuModel, CpuSession};
 use mobilellm_web::cpu::kernels::{KvType, Pool};
+use mobilellm_web::cpu::{CpuModel, CpuSession};
 use mobilellm_web::engine::{LoadedModel, Session, SessionOptions};
 use mobilellm_web::gguf::GgufFile;
 use mobilellm_web::model::{ModelConfig, ModelTensors};
@@ -108,7 +108,8 @@ fn smollm2_teacher_forced_against_cpu_reference_and_llama_cpp() {
             seq.extend(&case.continuation);
             let gpu_rows = pollster::block_on(sess.top_logits(&seq, 2)).unwrap();
             if engine.starts_with("cpu") {
-                cpu_rows_by_threads.push((engine, gpu_rows.iter().map(|r| r.iter().map(|c| (c.id, c.logit.to_bits())).collect::<Vec<_>>()).collect::<Vec<_>>()));
+                cpu_rows_by_threads
+                    .push((engine, gpu_rows.iter().map(|r| r.iter().map(|c| (c.id, c.logit.to_bits())).collect::<Vec<_>>()).collect::<Vec<_>>()));
             }
             for (i, &want) in case.continuation.iter().enumerate() {
                 let p = case.prompt.len() - 1 + i;

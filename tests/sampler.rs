@@ -33,11 +33,15 @@ fn ids(m: &BTreeMap<u32, usize>) -> Vec<u32> {
 /// Pearson's chi-square of observed counts against expected probabilities over ids 0..probs.len().
 fn chi_square(m: &BTreeMap<u32, usize>, probs: &[f64], n: usize) -> f64 {
     assert!(m.keys().all(|&id| (id as usize) < probs.len()), "drew an id outside the candidates: {m:?}");
-    probs.iter().enumerate().map(|(i, &p)| {
-        let e = p * n as f64;
-        let o = *m.get(&(i as u32)).unwrap_or(&0) as f64;
-        (o - e) * (o - e) / e
-    }).sum()
+    probs
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            let e = p * n as f64;
+            let o = *m.get(&(i as u32)).unwrap_or(&0) as f64;
+            (o - e) * (o - e) / e
+        })
+        .sum()
 }
 
 #[test]

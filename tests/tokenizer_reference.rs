@@ -192,11 +192,8 @@ fn fuzz_texts_match_llama_cpp() {
         let tok = load(&bytes);
         let ids = entry["tokens"].as_array().expect("tokens");
         assert_eq!(ids.len(), texts.len());
-        let cases: Vec<(String, Vec<u32>)> = texts
-            .iter()
-            .zip(ids)
-            .map(|(t, ids)| (t.clone(), ids.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect()))
-            .collect();
+        let cases: Vec<(String, Vec<u32>)> =
+            texts.iter().zip(ids).map(|(t, ids)| (t.clone(), ids.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect())).collect();
         check_cases(&format!("fuzz/{name}"), &tok, &cases);
     }
 }

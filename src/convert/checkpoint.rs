@@ -86,10 +86,8 @@ impl Checkpoint {
         } else if files.exists("pytorch_model.bin.index.json") {
             ("pytorch", shard_files(files, "pytorch_model.bin.index.json")?)
         } else {
-            return Err(bad(
-                "no weights found: expected model.safetensors, model.safetensors.index.json, pytorch_model.bin \
-                 or pytorch_model.bin.index.json",
-            ));
+            return Err(bad("no weights found: expected model.safetensors, model.safetensors.index.json, pytorch_model.bin \
+                 or pytorch_model.bin.index.json"));
         };
         let mut tensors = BTreeMap::new();
         for name in &names {
@@ -174,8 +172,8 @@ fn read_safetensors(files: &dyn Files, file: &str) -> Result<Vec<(String, Tensor
             continue;
         }
         let dtype_s = info.get("dtype").and_then(|d| d.as_str()).unwrap_or("?");
-        let dtype = DType::from_safetensors(dtype_s)
-            .ok_or_else(|| bad(format!("{file}: tensor {name} has dtype {dtype_s}; only F32, F16 and BF16 are supported")))?;
+        let dtype =
+            DType::from_safetensors(dtype_s).ok_or_else(|| bad(format!("{file}: tensor {name} has dtype {dtype_s}; only F32, F16 and BF16 are supported")))?;
         let shape: Vec<u64> = info
             .get("shape")
             .and_then(|s| s.as_array())
@@ -225,10 +223,7 @@ fn read_torch(files: &dyn Files, file: &str) -> Result<Vec<(String, TensorEntry)
     let mut out = Vec::new();
     for (name, t) in state {
         let entry_name = format!("{root}data/{}", t.storage_key);
-        let e = entries
-            .iter()
-            .find(|e| e.name == entry_name)
-            .ok_or_else(|| bad(format!("{file}: storage {entry_name} for tensor {name} is missing")))?;
+        let e = entries.iter().find(|e| e.name == entry_name).ok_or_else(|| bad(format!("{file}: storage {entry_name} for tensor {name} is missing")))?;
         let es = t.dtype.size() as u64;
         let entry = TensorEntry { dtype: t.dtype, shape: t.shape, strides: t.strides, file: file.to_string(), offset: 0 };
         let numel = entry.numel();

@@ -63,7 +63,8 @@ pub(crate) fn plan(cfg: &HfConfig, hf_shape: &dyn Fn(&str) -> Option<Vec<u64>>, 
             }
         }
     }
-    let (d, q, kv, f, v) = (cfg.dim as u64, (cfg.n_heads * cfg.head_dim) as u64, (cfg.n_kv_heads * cfg.head_dim) as u64, cfg.ffn_dim as u64, cfg.n_vocab as u64);
+    let (d, q, kv, f, v) =
+        (cfg.dim as u64, (cfg.n_heads * cfg.head_dim) as u64, (cfg.n_kv_heads * cfg.head_dim) as u64, cfg.ffn_dim as u64, cfg.n_vocab as u64);
     let has_lm_head = hf_shape("lm_head.weight").is_some();
     // MobileLLM has no lm_head at all (share_embedding); a llama with tie_word_embeddings may
     // still store a copy, which we drop since the model reads the embedding.

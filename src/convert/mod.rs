@@ -24,10 +24,10 @@ use std::path::Path;
 
 use checkpoint::Checkpoint;
 use hf_config::HfConfig;
-use source::{DirFiles, MapFiles};
 /// For other hosts of the checkpoint bytes (the browser reads its downloaded files by range
 /// through a JS callback: src/wasm_convert.rs).
 pub use source::{ByteSource, Files};
+use source::{DirFiles, MapFiles};
 use vocab::Vocab;
 
 use crate::gguf::{GgufWriter, MetaValue};
@@ -94,12 +94,7 @@ impl std::fmt::Display for ConvertReport {
 }
 
 /// Converts the Hugging Face checkpoint in `dir` (config.json, weights, tokenizer) to GGUF.
-pub fn convert_dir(
-    dir: &Path,
-    out: &mut impl Write,
-    ty: GgmlType,
-    progress: &mut dyn FnMut(ConvertProgress),
-) -> crate::Result<ConvertReport> {
+pub fn convert_dir(dir: &Path, out: &mut impl Write, ty: GgmlType, progress: &mut dyn FnMut(ConvertProgress)) -> crate::Result<ConvertReport> {
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("model").to_string();
     convert_source(&DirFiles::new(dir), &name, out, ty, progress)
 }

@@ -117,10 +117,7 @@ pub(crate) struct MapFiles<'a> {
 
 impl<'a> MapFiles<'a> {
     pub fn new(files: &'a BTreeMap<String, Vec<u8>>) -> Self {
-        let by_name = files
-            .iter()
-            .map(|(k, v)| (k.rsplit(['/', '\\']).next().unwrap_or(k), v.as_slice()))
-            .collect();
+        let by_name = files.iter().map(|(k, v)| (k.rsplit(['/', '\\']).next().unwrap_or(k), v.as_slice())).collect();
         MapFiles { by_name }
     }
 }

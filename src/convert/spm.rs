@@ -90,15 +90,7 @@ fn fields(b: &[u8]) -> Reader<'_> {
 }
 
 pub(crate) fn parse(bytes: &[u8]) -> Result<SpmModel> {
-    let mut m = SpmModel {
-        pieces: Vec::new(),
-        unk_id: 0,
-        bos_id: 1,
-        eos_id: 2,
-        pad_id: -1,
-        add_dummy_prefix: true,
-        remove_extra_whitespaces: true,
-    };
+    let mut m = SpmModel { pieces: Vec::new(), unk_id: 0, bos_id: 1, eos_id: 2, pad_id: -1, add_dummy_prefix: true, remove_extra_whitespaces: true };
     let mut r = fields(bytes);
     while let Some((num, f)) = r.next()? {
         match (num, f) {

@@ -9,7 +9,7 @@
 use super::loaded::LoadedModel;
 use super::profile::DecodeProfile;
 use crate::cpu::backend::{CpuRun, CpuWeights};
-use crate::gpu::{Graph, GpuModel};
+use crate::gpu::{GpuModel, Graph};
 use crate::sampler::Candidate;
 use crate::{Error, Result};
 

@@ -3,10 +3,10 @@
 use std::rc::Rc;
 
 use super::backend::{BackendKind, ModelBackend};
+use super::streaming::StreamingGpuLoad;
 use crate::cpu::backend::CpuWeights;
 use crate::cpu::kernels::{KvType, Pool};
 use crate::gguf::GgufFile;
-use super::streaming::StreamingGpuLoad;
 use crate::gpu::{Gpu, GpuOptions};
 use crate::model::{ModelConfig, ModelTensors, TensorPlaces};
 use crate::quant::GgmlType;
@@ -60,12 +60,7 @@ impl Parsed {
 
     pub(super) fn finish(self, file_bytes: u64, backend: ModelBackend) -> Rc<LoadedModel> {
         Rc::new(LoadedModel {
-            tensors: self
-                .file
-                .tensors
-                .iter()
-                .map(|t| TensorSummary { name: t.name.clone(), ty: t.ty, dims: t.dims.clone(), bytes: t.n_bytes })
-                .collect(),
+            tensors: self.file.tensors.iter().map(|t| TensorSummary { name: t.name.clone(), ty: t.ty, dims: t.dims.clone(), bytes: t.n_bytes }).collect(),
             name: self.file.get_str("general.name").map(str::to_string),
             file_bytes,
             cfg: self.cfg,
@@ -158,7 +153,9 @@ impl LoadedModel {
     pub fn device_summary(&self) -> String {
         match &self.backend {
             ModelBackend::Gpu(g) => g.gpu.adapter_summary(),
-            ModelBackend::Cpu(w) => format!("CPU, {} thread{}, {}", w.pool.threads(), if w.pool.threads() == 1 { "" } else { "s" }, crate::cpu::kernels::Isa::best().name()),
+            ModelBackend::Cpu(w) => {
+                format!("CPU, {} thread{}, {}", w.pool.threads(), if w.pool.threads() == 1 { "" } else { "s" }, crate::cpu::kernels::Isa::best().name())
+            }
         }
     }
 

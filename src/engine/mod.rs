@@ -15,5 +15,5 @@ pub use clock::now_ms;
 pub use loaded::{LoadOptions, LoadedModel, TensorSummary};
 pub use memory::check_memory;
 pub use profile::{DecodeProfile, OpTime};
-pub use streaming::StreamingGpuLoad;
 pub use session::{FinishReason, GenerateRequest, GenerateResult, Session, SessionOptions, TokenEvent};
+pub use streaming::StreamingGpuLoad;

@@ -207,7 +207,8 @@ impl Session {
         let common = self.reusable_prefix(prompt);
         self.cached.truncate(common);
         let params = &req.params;
-        let k = if params.is_greedy() { 1 } else { (if params.top_k == 0 { MAX_CANDIDATES as usize } else { params.top_k }).min(MAX_CANDIDATES as usize) as u32 };
+        let k =
+            if params.is_greedy() { 1 } else { (if params.top_k == 0 { MAX_CANDIDATES as usize } else { params.top_k }).min(MAX_CANDIDATES as usize) as u32 };
         let mut sampler = Sampler::new(params.clone());
 
         let model = self.model.clone();

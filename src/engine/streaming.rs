@@ -33,7 +33,10 @@ pub struct StreamingGpuLoad {
 
 enum Phase {
     /// Gathering the header: parse again once `buf` reaches `retry_at` bytes.
-    Header { buf: Vec<u8>, retry_at: usize },
+    Header {
+        buf: Vec<u8>,
+        retry_at: usize,
+    },
     Tensors(Box<Tensors>),
     /// An error was returned; every later call fails (the caller frees the loader).
     Failed,

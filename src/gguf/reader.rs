@@ -118,9 +118,7 @@ impl<'a> Cursor<'a> {
             MetaType::Bool => match self.u8()? {
                 0 => MetaValue::Bool(false),
                 1 => MetaValue::Bool(true),
-                b => {
-                    return Err(GgufError::BadMetadata { key: key.to_string(), reason: format!("bool byte {b}") })
-                }
+                b => return Err(GgufError::BadMetadata { key: key.to_string(), reason: format!("bool byte {b}") }),
             },
             MetaType::String => MetaValue::String(self.string(&|| format!("metadata value of {key:?}"))?),
             MetaType::Array => {
@@ -165,11 +163,7 @@ impl GgufFile {
         }
         match Self::parse_with_len(prefix, file_len) {
             // Past the prefix but inside the file: more bytes are on their way.
-            Err(GgufError::Truncated { offset, needed, .. })
-                if (prefix.len() as u64) < file_len && offset.saturating_add(needed) <= file_len =>
-            {
-                Ok(None)
-            }
+            Err(GgufError::Truncated { offset, needed, .. }) if (prefix.len() as u64) < file_len && offset.saturating_add(needed) <= file_len => Ok(None),
             r => r.map(Some),
         }
     }
@@ -190,11 +184,8 @@ impl GgufFile {
         // Both tables must fit in the rest of the file together.
         let need = n_kv.checked_mul(MIN_KV_BYTES).and_then(|a| n_tensors.checked_mul(MIN_TENSOR_INFO_BYTES).and_then(|b| a.checked_add(b)));
         if need.is_none_or(|n| n > c.remaining()) {
-            let (what, count) = if n_kv.checked_mul(MIN_KV_BYTES).is_none_or(|n| n > c.remaining()) {
-                ("metadata key/value", n_kv)
-            } else {
-                ("tensor", n_tensors)
-            };
+            let (what, count) =
+                if n_kv.checked_mul(MIN_KV_BYTES).is_none_or(|n| n > c.remaining()) { ("metadata key/value", n_kv) } else { ("tensor", n_tensors) };
             return Err(GgufError::ImplausibleCount { what, count, len: c.len() });
         }
 
@@ -235,13 +226,7 @@ impl GgufFile {
             if end.is_none_or(|e| e > c.len()) {
                 return Err(GgufError::BadTensor {
                     name: t.name.clone(),
-                    reason: format!(
-                        "data [{} + {}, {} bytes] lies outside the {}-byte file",
-                        data_offset,
-                        t.offset,
-                        t.n_bytes,
-                        c.len()
-                    ),
+                    reason: format!("data [{} + {}, {} bytes] lies outside the {}-byte file", data_offset, t.offset, t.n_bytes, c.len()),
                 });
             }
         }

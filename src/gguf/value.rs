@@ -30,7 +30,10 @@ pub enum MetaValue {
     Bool(bool),
     String(String),
     /// `elem` is kept so that empty arrays round-trip with their type.
-    Array { elem: MetaType, values: Vec<MetaValue> },
+    Array {
+        elem: MetaType,
+        values: Vec<MetaValue>,
+    },
     U64(u64),
     I64(i64),
     F64(f64),

@@ -28,11 +28,7 @@ impl GgufWriter {
     /// Writes header, tensor table and data. `data(i)` returns the bytes of tensor `i`
     /// (exactly `ty.bytes_for(n_elements)` bytes), called once per tensor in order.
     /// A non-default `alignment` is recorded as `general.alignment` (u32) unless present.
-    pub fn write<W: std::io::Write>(
-        &self,
-        out: &mut W,
-        data: &mut dyn FnMut(usize) -> crate::Result<Vec<u8>>,
-    ) -> crate::Result<()> {
+    pub fn write<W: std::io::Write>(&self, out: &mut W, data: &mut dyn FnMut(usize) -> crate::Result<Vec<u8>>) -> crate::Result<()> {
         let align = self.alignment;
         if !align.is_power_of_two() || align > u32::MAX as u64 {
             return Err(Error::InvalidArgument(format!("GGUF alignment {align} is not a power of two")));
@@ -95,10 +91,7 @@ impl GgufWriter {
             write_zeros(out, off - pos)?;
             let bytes = data(i)?;
             if bytes.len() as u64 != size {
-                return Err(Error::InvalidArgument(format!(
-                    "tensor {name:?}: data callback returned {} bytes, expected {size}",
-                    bytes.len()
-                )));
+                return Err(Error::InvalidArgument(format!("tensor {name:?}: data callback returned {} bytes, expected {size}", bytes.len())));
             }
             out.write_all(&bytes)?;
             pos = off + size;
@@ -163,10 +156,7 @@ fn put_value(b: &mut Vec<u8>, v: &MetaValue, key: &str) -> crate::Result<()> {
             for x in values {
                 // GGUF arrays are homogeneous: the element type is written once.
                 if x.ty() != *elem {
-                    return Err(Error::InvalidArgument(format!(
-                        "metadata {key:?}: array of {elem:?} holds a {:?}",
-                        x.ty()
-                    )));
+                    return Err(Error::InvalidArgument(format!("metadata {key:?}: array of {elem:?} holds a {:?}", x.ty())));
                 }
                 put_value(b, x, key)?;
             }
@@ -174,4 +164,3 @@ fn put_value(b: &mut Vec<u8>, v: &MetaValue, key: &str) -> crate::Result<()> {
     }
     Ok(())
 }
-

@@ -101,10 +101,7 @@ impl Gpu {
     pub async fn new(opts: &GpuOptions) -> Result<Gpu> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
-            .request_adapter(&wgpu::RequestAdapterOptions {
-                power_preference: wgpu::PowerPreference::HighPerformance,
-                ..Default::default()
-            })
+            .request_adapter(&wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() })
             .await
             .map_err(|e| Error::WebGpuUnavailable(format!("no GPU adapter: {e}")))?;
         let info = adapter.get_info();
@@ -184,18 +181,13 @@ impl Gpu {
     /// Uses the default (shader-derived) bind group layout: bind groups must name exactly the
     /// bindings the specialised entry point uses.
     pub fn pipeline(&self, kernel: Kernel, entry: &str, constants: &[(&str, f64)]) -> wgpu::ComputePipeline {
-        let key: PipelineKey = (
-            kernel,
-            entry.to_string(),
-            constants.iter().map(|(k, v)| (k.to_string(), v.to_bits())).collect(),
-        );
+        let key: PipelineKey = (kernel, entry.to_string(), constants.iter().map(|(k, v)| (k.to_string(), v.to_bits())).collect());
         if let Some(p) = self.pipelines.borrow().get(&key) {
             return p.clone();
         }
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(entry),
-            source: wgpu::ShaderSource::Wgsl(kernel.source(self.features).into()),
-        });
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(entry), source: wgpu::ShaderSource::Wgsl(kernel.source(self.features).into()) });
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
             layout: None,
@@ -263,16 +255,9 @@ impl Gpu {
 
     /// Bind group for `pipeline`'s group 0 with `buffers[i]` (whole buffer) at binding `i`.
     pub fn bind_group(&self, label: &str, pipeline: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
-            .collect();
-        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(label),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        })
+        let entries: Vec<wgpu::BindGroupEntry> =
+            buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() }).collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout: &pipeline.get_bind_group_layout(0), entries: &entries })
     }
 
     /// Maps `staging` (already filled by a submitted copy) and returns its first `size` bytes.

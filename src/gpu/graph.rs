@@ -104,7 +104,11 @@ impl Graph {
 
     /// The body's ops for a step of `n_tokens` tokens.
     fn body(&self, n_tokens: u32) -> &[Op] {
-        if n_tokens == 1 { &self.decode } else { &self.prefill }
+        if n_tokens == 1 {
+            &self.decode
+        } else {
+            &self.prefill
+        }
     }
 
     pub(crate) fn head_last(&self, k: u32) -> &Head {

@@ -68,11 +68,9 @@ impl Kernel {
     pub fn files(self) -> &'static [&'static str] {
         match self {
             Kernel::Embed => &[include_str!("../../shaders/embed.wgsl")],
-            Kernel::Matvec => &[
-                include_str!("../../shaders/matvec.wgsl"),
-                include_str!("../../shaders/matvec_decode.wgsl"),
-                include_str!("../../shaders/matvec_tiles.wgsl"),
-            ],
+            Kernel::Matvec => {
+                &[include_str!("../../shaders/matvec.wgsl"), include_str!("../../shaders/matvec_decode.wgsl"), include_str!("../../shaders/matvec_tiles.wgsl")]
+            }
             Kernel::Attention => &[include_str!("../../shaders/attention.wgsl")],
             Kernel::TopK => &[include_str!("../../shaders/topk.wgsl")],
         }

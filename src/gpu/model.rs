@@ -186,9 +186,7 @@ fn check_fits(gpu: &Gpu, t: &TensorPlaces<'_>) -> crate::Result<()> {
         if need > max {
             // ModelTooLarge, not UnsupportedModel: the file is fine (the page keeps it cached, and
             // the CPU backend or a bigger GPU can run it).
-            return Err(crate::Error::ModelTooLarge(format!(
-                "tensor {name} needs about {need} bytes in one GPU buffer; this adapter's {limit} is {max}"
-            )));
+            return Err(crate::Error::ModelTooLarge(format!("tensor {name} needs about {need} bytes in one GPU buffer; this adapter's {limit} is {max}")));
         }
         Ok(())
     };

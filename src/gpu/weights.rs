@@ -1,7 +1,7 @@
 //! Weight matrices on the GPU in the layout of [`crate::quant::GpuLayout`].
 
-use super::Gpu;
 use super::repack_for_gpu;
+use super::Gpu;
 use crate::quant::GgmlType;
 
 pub struct GpuWeight {

@@ -145,8 +145,8 @@ impl Global {
 /// Every tensor of a model.
 #[derive(Debug, Clone)]
 pub struct Weights<W> {
-    pub token_embd: W,     // [n_vocab, dim]
-    pub output_norm: W,    // [dim]
+    pub token_embd: W,  // [n_vocab, dim]
+    pub output_norm: W, // [dim]
     /// None when tied: the logits use token_embd (one tensor, used twice).
     pub output: Option<W>, // [n_vocab, dim]
     pub layers: Vec<Layer<W>>, // n_layers unique blocks
@@ -192,12 +192,7 @@ impl<W> Weights<W> {
 
     /// Converts every tensor with `f`, blocks in order, then the globals.
     pub fn map<V, E>(&self, mut f: impl FnMut(Slot, &W) -> Result<V, E>) -> Result<Weights<V>, E> {
-        let layers = self
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, l)| l.map(|role, w| f(Slot::Block(i, role), w)))
-            .collect::<Result<Vec<_>, E>>()?;
+        let layers = self.layers.iter().enumerate().map(|(i, l)| l.map(|role, w| f(Slot::Block(i, role), w))).collect::<Result<Vec<_>, E>>()?;
         Ok(Weights {
             token_embd: f(Slot::Global(Global::TokenEmbd), &self.token_embd)?,
             output_norm: f(Slot::Global(Global::OutputNorm), &self.output_norm)?,

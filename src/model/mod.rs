@@ -8,5 +8,5 @@ mod tensors;
 
 pub use config::{Arch, ModelConfig};
 pub use layer::{Global, Layer, Role, Slot, Weights};
-pub use tensors::{LayerTensors, ModelTensors, TensorPlace, TensorPlaces, TensorRef};
 pub use synth::{duplicate_blocks, synth_gguf, write_synth_gguf, SynthSpec};
+pub use tensors::{LayerTensors, ModelTensors, TensorPlace, TensorPlaces, TensorRef};

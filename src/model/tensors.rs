@@ -74,9 +74,8 @@ impl<'a> TensorPlaces<'a> {
             let start = file.data_offset.checked_add(t.offset).ok_or_else(|| unsupported(format!("tensor {name}: offset overflows")))?;
             Ok(TensorPlace { name: &t.name, ty: t.ty, rows, cols, start, len: t.n_bytes })
         };
-        let layers = (0..cfg.n_layers)
-            .map(|i| Layer::try_build(|role| get(&format!("blk.{i}.{}.weight", role.gguf_suffix()))))
-            .collect::<crate::Result<Vec<_>>>()?;
+        let layers =
+            (0..cfg.n_layers).map(|i| Layer::try_build(|role| get(&format!("blk.{i}.{}.weight", role.gguf_suffix())))).collect::<crate::Result<Vec<_>>>()?;
         Ok(Weights {
             token_embd: get(Global::TokenEmbd.gguf_name())?,
             output_norm: get(Global::OutputNorm.gguf_name())?,
@@ -138,10 +137,7 @@ pub(crate) fn check_shapes(file: &GgufFile, cfg: &ModelConfig) -> crate::Result<
     for (name, rows, cols, norm) in &expected {
         let t = file.tensor(name).ok_or_else(|| unsupported(format!("missing tensor {name}")))?;
         if matrix_shape(&t.dims) != Some((*rows, *cols)) {
-            return Err(unsupported(format!(
-                "tensor {name} has dims {:?}, expected [{cols}, {rows}] from the metadata",
-                t.dims
-            )));
+            return Err(unsupported(format!("tensor {name} has dims {:?}, expected [{cols}, {rows}] from the metadata", t.dims)));
         }
         if *norm && !matches!(t.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
             return Err(unsupported(format!("norm tensor {name} is {}, expected a float type", t.ty.name())));

@@ -230,7 +230,9 @@ fn python_method(budget: &Budget, _state: &State, value: &Value, method: &str, a
             budget.alloc(n * 128)?;
         }
         return match method {
-            "items" => Ok(Value::from(value.try_iter()?.map(|k| Ok(Value::from(vec![k.clone(), value.get_item(&k)?]))).collect::<Result<Vec<_>, JinjaError>>()?)),
+            "items" => {
+                Ok(Value::from(value.try_iter()?.map(|k| Ok(Value::from(vec![k.clone(), value.get_item(&k)?]))).collect::<Result<Vec<_>, JinjaError>>()?))
+            }
             "keys" => Ok(Value::from(value.try_iter()?.collect::<Vec<_>>())),
             "values" => Ok(Value::from(value.try_iter()?.map(|k| value.get_item(&k)).collect::<Result<Vec<_>, _>>()?)),
             "get" => {
@@ -275,7 +277,8 @@ mod tests {
 
     #[test]
     fn python_methods_tojson_and_blocks() {
-        let t = "{% for m in messages %}\n  {% if m.content.strip().startswith('x') %}{{ m.role.upper() }}{% endif %}\n{% endfor %}{{ {'a': [1, 'é']}|tojson }}";
+        let t =
+            "{% for m in messages %}\n  {% if m.content.strip().startswith('x') %}{{ m.role.upper() }}{% endif %}\n{% endfor %}{{ {'a': [1, 'é']}|tojson }}";
         let out = render_chat(Some(t), &[msg("user", "  xy "), msg("bot", "no")], false, "", "").unwrap();
         assert_eq!(out, "USER{\"a\": [1, \"é\"]}");
     }

@@ -90,7 +90,12 @@ impl ChatLimits {
     pub fn for_input(input_bytes: usize) -> ChatLimits {
         let n = input_bytes as u64;
         let b = Self::BASE;
-        ChatLimits { fuel: b.fuel.saturating_add(n.saturating_mul(20)), work: b.work.saturating_add(n.saturating_mul(512)), memory: b.memory.saturating_add(n.saturating_mul(48)), ..b }
+        ChatLimits {
+            fuel: b.fuel.saturating_add(n.saturating_mul(20)),
+            work: b.work.saturating_add(n.saturating_mul(512)),
+            memory: b.memory.saturating_add(n.saturating_mul(48)),
+            ..b
+        }
     }
 }
 
@@ -189,7 +194,9 @@ impl Budget {
                     match v.try_iter() {
                         Ok(iter) => stack.push((iter, depth + 1, map)),
                         // An object that cannot be enumerated shows nothing inside: opaque.
-                        Err(_) if store => return Err(limit_error("chat templates may not store an object they cannot list inside a list, dict or namespace".into())),
+                        Err(_) if store => {
+                            return Err(limit_error("chat templates may not store an object they cannot list inside a list, dict or namespace".into()))
+                        }
                         Err(_) => {}
                     }
                 }
@@ -393,7 +400,11 @@ fn filter_bound(budget: &Budget, name: &str, args: &[Value]) -> Result<Option<u6
             let fmt = value.as_str().unwrap_or_default();
             budget.work(fmt.len() as u64)?;
             // Widths and precisions are digit runs of the format string: their sum bounds padding.
-            let digits: u64 = fmt.split(|c: char| !c.is_ascii_digit()).filter(|d| !d.is_empty()).map(|d| d.parse::<u64>().unwrap_or(u64::MAX)).fold(0u64, |a, b| a.saturating_add(b));
+            let digits: u64 = fmt
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|d| !d.is_empty())
+                .map(|d| d.parse::<u64>().unwrap_or(u64::MAX))
+                .fold(0u64, |a, b| a.saturating_add(b));
             let mut total = (fmt.len() as u64).saturating_add(digits);
             for a in &args[1..] {
                 total = total.saturating_add(budget.display_len(a, false)?.saturating_mul(6)).saturating_add(64);
@@ -408,7 +419,8 @@ fn filter_bound(budget: &Budget, name: &str, args: &[Value]) -> Result<Option<u6
         "upper" | "lower" | "title" | "capitalize" => budget.display_len(value, false)?.saturating_mul(3),
         "split" => match value.as_str() {
             Some(s) => {
-                let sep = pos_arg(args, 1).and_then(|v| v.as_str()).map(str::to_string).or_else(|| kwarg(args, "split").and_then(|v| v.as_str().map(str::to_string)));
+                let sep =
+                    pos_arg(args, 1).and_then(|v| v.as_str()).map(str::to_string).or_else(|| kwarg(args, "split").and_then(|v| v.as_str().map(str::to_string)));
                 split_pieces(budget, s, sep.as_deref())?.saturating_mul(NODE_BYTES * 2).saturating_add(s.len() as u64)
             }
             None => 0,
@@ -484,8 +496,36 @@ mod hook {
 /// The filters with a bounded override ([`filter_bound`]); the generic filter hook charges the
 /// output of the others after the fact.
 const BOUNDED_FILTERS: &[&str] = &[
-    "join", "replace", "indent", "format", "string", "pprint", "escape", "e", "upper", "lower", "title", "capitalize", "split", "lines", "batch", "slice", "list", "map", "select", "reject", "selectattr",
-    "rejectattr", "unique", "sort", "reverse", "chain", "zip", "items", "dictsort", "groupby",
+    "join",
+    "replace",
+    "indent",
+    "format",
+    "string",
+    "pprint",
+    "escape",
+    "e",
+    "upper",
+    "lower",
+    "title",
+    "capitalize",
+    "split",
+    "lines",
+    "batch",
+    "slice",
+    "list",
+    "map",
+    "select",
+    "reject",
+    "selectattr",
+    "rejectattr",
+    "unique",
+    "sort",
+    "reverse",
+    "chain",
+    "zip",
+    "items",
+    "dictsort",
+    "groupby",
 ];
 
 /// minijinja's own `a + b` and `a * b`, evaluated after the hooks have charged the result.
@@ -852,13 +892,21 @@ fn rewrite_stmt<'a>(s: &Stmt<'a>) -> Stmt<'a> {
             },
             f.span(),
         )),
-        Stmt::IfCond(c) => Stmt::IfCond(sp(ast::IfCond { expr: rewrite(&c.expr), true_body: rewrite_stmts(&c.true_body), false_body: rewrite_stmts(&c.false_body) }, c.span())),
+        Stmt::IfCond(c) => {
+            Stmt::IfCond(sp(ast::IfCond { expr: rewrite(&c.expr), true_body: rewrite_stmts(&c.true_body), false_body: rewrite_stmts(&c.false_body) }, c.span()))
+        }
         Stmt::WithBlock(w) => Stmt::WithBlock(sp(
-            ast::WithBlock { assignments: w.assignments.iter().map(|(t, e)| (rewrite_target(t), rewrite_assigned(t, e))).collect(), body: rewrite_stmts(&w.body) },
+            ast::WithBlock {
+                assignments: w.assignments.iter().map(|(t, e)| (rewrite_target(t), rewrite_assigned(t, e))).collect(),
+                body: rewrite_stmts(&w.body),
+            },
             w.span(),
         )),
         Stmt::Set(set) => Stmt::Set(sp(ast::Set { target: rewrite_target(&set.target), expr: rewrite_assigned(&set.target, &set.expr) }, set.span())),
-        Stmt::SetBlock(set) => Stmt::SetBlock(sp(ast::SetBlock { target: rewrite_target(&set.target), filter: set.filter.as_ref().map(rewrite), body: rewrite_stmts(&set.body) }, set.span())),
+        Stmt::SetBlock(set) => Stmt::SetBlock(sp(
+            ast::SetBlock { target: rewrite_target(&set.target), filter: set.filter.as_ref().map(rewrite), body: rewrite_stmts(&set.body) },
+            set.span(),
+        )),
         Stmt::AutoEscape(a) => Stmt::AutoEscape(sp(ast::AutoEscape { enabled: rewrite(&a.enabled), body: rewrite_stmts(&a.body) }, a.span())),
         Stmt::FilterBlock(f) => Stmt::FilterBlock(sp(ast::FilterBlock { filter: rewrite(&f.filter), body: rewrite_stmts(&f.body) }, f.span())),
         // Without a loader, includes, imports and extends fail at run time ("template not
@@ -872,7 +920,10 @@ fn rewrite_stmt<'a>(s: &Stmt<'a>) -> Stmt<'a> {
         Stmt::Extends(x) => Stmt::Extends(sp(ast::Extends { name: rewrite(&x.name) }, x.span())),
         Stmt::Include(i) => Stmt::Include(sp(ast::Include { name: rewrite(&i.name), ignore_missing: i.ignore_missing }, i.span())),
         Stmt::Macro(m) => Stmt::Macro(sp(rewrite_macro(m), m.span())),
-        Stmt::CallBlock(c) => Stmt::CallBlock(sp(ast::CallBlock { call: sp(rewrite_call(&c.call), c.call.span()), macro_decl: sp(rewrite_macro(&c.macro_decl), c.macro_decl.span()) }, c.span())),
+        Stmt::CallBlock(c) => Stmt::CallBlock(sp(
+            ast::CallBlock { call: sp(rewrite_call(&c.call), c.call.span()), macro_decl: sp(rewrite_macro(&c.macro_decl), c.macro_decl.span()) },
+            c.span(),
+        )),
         Stmt::Continue(c) => Stmt::Continue(sp(ast::Continue, c.span())),
         Stmt::Break(b) => Stmt::Break(sp(ast::Break, b.span())),
         Stmt::Do(d) => Stmt::Do(sp(ast::Do { call: sp(rewrite_call(&d.call), d.call.span()) }, d.span())),
@@ -975,7 +1026,12 @@ fn rewrite<'a>(e: &Expr<'a>) -> Expr<'a> {
         Expr::Var(v) => Expr::Var(sp(ast::Var { id: v.id }, v.span())),
         Expr::Const(c) => Expr::Const(sp(ast::Const { value: c.value.clone() }, c.span())),
         Expr::Slice(s) => Expr::Slice(sp(
-            ast::Slice { expr: wrap(hook::SLICE, rewrite(&s.expr)), start: s.start.as_ref().map(rewrite), stop: s.stop.as_ref().map(rewrite), step: s.step.as_ref().map(rewrite) },
+            ast::Slice {
+                expr: wrap(hook::SLICE, rewrite(&s.expr)),
+                start: s.start.as_ref().map(rewrite),
+                stop: s.stop.as_ref().map(rewrite),
+                step: s.step.as_ref().map(rewrite),
+            },
             s.span(),
         )),
         Expr::UnaryOp(u) => {
@@ -1005,7 +1061,10 @@ fn rewrite<'a>(e: &Expr<'a>) -> Expr<'a> {
             let w = |x: &Expr<'a>| if is_const(x) { rewrite(x) } else { wrap(hook::WALK, rewrite(x)) };
             Expr::Compare(sp(ast::Compare { expr: w(&c.expr), ops: c.ops.iter().map(|o| ast::CompareOp { op: o.op, expr: w(&o.expr) }).collect() }, c.span()))
         }
-        Expr::IfExpr(i) => Expr::IfExpr(sp(ast::IfExpr { test_expr: rewrite(&i.test_expr), true_expr: rewrite(&i.true_expr), false_expr: i.false_expr.as_ref().map(rewrite) }, i.span())),
+        Expr::IfExpr(i) => Expr::IfExpr(sp(
+            ast::IfExpr { test_expr: rewrite(&i.test_expr), true_expr: rewrite(&i.true_expr), false_expr: i.false_expr.as_ref().map(rewrite) },
+            i.span(),
+        )),
         Expr::Filter(f) => {
             let mut args = vec![CallArg::Pos(Expr::Const(sp(ast::Const { value: Value::from(f.name) }, f.span())))];
             args.extend(f.args.iter().map(|a| rewrite_arg(a, None)));

@@ -56,10 +56,7 @@ mod tests {
         let text = "<|im_start|>user\nhi<|im_end|><|im_end|>x";
         let specials = [(2u32, "<|im_start|>"), (3, "<|im_end|>"), (9, "<|")];
         let f = partition(text, specials.iter().map(|&(i, s)| (i, s)));
-        assert_eq!(
-            f,
-            vec![Fragment::Token(2), Fragment::Text(12, 19), Fragment::Token(3), Fragment::Token(3), Fragment::Text(39, 40)]
-        );
+        assert_eq!(f, vec![Fragment::Token(2), Fragment::Text(12, 19), Fragment::Token(3), Fragment::Token(3), Fragment::Text(39, 40)]);
         assert_eq!(&text[12..19], "user\nhi");
         // The shorter "<|" only matches where no longer token did.
         let f = partition("a<|b", specials.iter().map(|&(i, s)| (i, s)));

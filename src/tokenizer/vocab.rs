@@ -39,10 +39,8 @@ impl TokenType {
 
 /// Token texts that llama.cpp promotes to end-of-generation (and to control) by their text
 /// (a subset of its list: the ones small chat models use).
-const EOG_TEXTS: &[&str] = &[
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>",
-    "_<EOT>", "<|end_of_text|>", "<end_of_utterance>",
-];
+const EOG_TEXTS: &[&str] =
+    &["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>"];
 
 /// FIM tokens llama.cpp adds to the end-of-generation set: (metadata key, texts it looks for).
 const FIM_EOG: &[(&str, &[&str])] = &[
@@ -103,7 +101,17 @@ impl Vocab {
             }
             texts.push(text);
         }
-        let mut v = Vocab { texts, scores: scores[..n].to_vec(), types: types[..n].to_vec(), to_id, specials: Vec::new(), bos_id: None, eos_id: None, unk_id: None, eog_ids: Vec::new() };
+        let mut v = Vocab {
+            texts,
+            scores: scores[..n].to_vec(),
+            types: types[..n].to_vec(),
+            to_id,
+            specials: Vec::new(),
+            bos_id: None,
+            eos_id: None,
+            unk_id: None,
+            eog_ids: Vec::new(),
+        };
 
         let id = |key: &str, default: Option<u32>| -> Option<u32> {
             match file.get_u64(key) {

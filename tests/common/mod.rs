@@ -17,7 +17,11 @@ pub fn gpu(force_f32: bool) -> Gpu {
 pub fn gpus() -> Vec<Gpu> {
     let f32_gpu = gpu(true);
     let probe = gpu(false);
-    if probe.f16 { vec![f32_gpu, probe] } else { vec![f32_gpu] }
+    if probe.f16 {
+        vec![f32_gpu, probe]
+    } else {
+        vec![f32_gpu]
+    }
 }
 
 /// Small deterministic PRNG (xorshift64*), so tests need no extra crate.

@@ -88,7 +88,11 @@ pub fn abs_dots(x: &[f32], mag: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 /// in f32 (`low` = false) or with f16 operands (`low` = true, the f16 tile path).
 pub fn product_bound(cols: usize, s: f32, reference: f32, low: bool) -> f32 {
     let f32_part = (cols as f32 + 2.0) * U32 * s + 2.0 * U32 * reference.abs() + 1e-30;
-    if low { f32_part + 6.0 * U16 * s + 5.0 * cols as f32 * 2f32.powi(-25) } else { f32_part }
+    if low {
+        f32_part + 6.0 * U16 * s + 5.0 * cols as f32 * 2f32.powi(-25)
+    } else {
+        f32_part
+    }
 }
 
 /// Asserts |got - want| <= tol elementwise, naming the first offender.

@@ -119,7 +119,10 @@ pub fn generate(raw: &[String]) -> CliResult {
     let args = Args::parse(
         raw,
         &with_load(&["chat", "json"], &LOAD_SWITCHES),
-        &with_load(&["prompt", "prompt-tokens", "system", "n", "temperature", "top-k", "top-p", "min-p", "repeat-penalty", "repeat-last-n", "seed", "stop", "ctx"], &LOAD_VALUES),
+        &with_load(
+            &["prompt", "prompt-tokens", "system", "n", "temperature", "top-k", "top-p", "min-p", "repeat-penalty", "repeat-last-n", "seed", "stop", "ctx"],
+            &LOAD_VALUES,
+        ),
     )?;
     let params = sampling(&args)?;
     let model = load(&args)?;
@@ -153,7 +156,11 @@ pub fn generate(raw: &[String]) -> CliResult {
 }
 
 fn rate(n: usize, ms: f64) -> f64 {
-    if ms > 0.0 { n as f64 * 1000.0 / ms } else { 0.0 }
+    if ms > 0.0 {
+        n as f64 * 1000.0 / ms
+    } else {
+        0.0
+    }
 }
 
 pub fn logits(raw: &[String]) -> CliResult {
@@ -163,10 +170,7 @@ pub fn logits(raw: &[String]) -> CliResult {
     let model = load(&args)?;
     let mut sess = session(&model, &args)?;
     let rows = pollster::block_on(sess.top_logits(&tokens, k))?;
-    let positions: Vec<_> = rows
-        .iter()
-        .map(|r| json!({"top": r.iter().map(|c| json!([c.id, c.logit])).collect::<Vec<_>>()}))
-        .collect();
+    let positions: Vec<_> = rows.iter().map(|r| json!({"top": r.iter().map(|c| json!([c.id, c.logit])).collect::<Vec<_>>()})).collect();
     println!("{}", json!({ "positions": positions }));
     Ok(())
 }
@@ -288,7 +292,9 @@ fn kernel_shares(p: &DecodeProfile) -> serde_json::Value {
     }
     shares.sort_by(|a, b| b.1.total_cmp(&a.1));
     let round = |v: f64| (v * 1000.0).round() / 1000.0;
-    serde_json::Value::Array(shares.into_iter().map(|(k, ms)| json!({"kernel": k, "ms": round(ms), "share": round(if total > 0.0 { ms / total } else { 0.0 })})).collect())
+    serde_json::Value::Array(
+        shares.into_iter().map(|(k, ms)| json!({"kernel": k, "ms": round(ms), "share": round(if total > 0.0 { ms / total } else { 0.0 })})).collect(),
+    )
 }
 
 pub fn convert(raw: &[String]) -> CliResult {
@@ -296,8 +302,7 @@ pub fn convert(raw: &[String]) -> CliResult {
     let dir = std::path::PathBuf::from(args.required("hf")?);
     let out_path = args.required("out")?.to_string();
     let ty_name = args.str("type").unwrap_or("f16");
-    let ty = mobilellm_web::convert::output_type(ty_name)
-        .ok_or_else(|| CliError::Usage(format!("--type {ty_name:?}: use f32, f16, q8_0, q4_0 or q4_1")))?;
+    let ty = mobilellm_web::convert::output_type(ty_name).ok_or_else(|| CliError::Usage(format!("--type {ty_name:?}: use f32, f16, q8_0, q4_0 or q4_1")))?;
     // Write to a temporary name and rename at the end: a failed conversion leaves no broken file.
     let tmp_path = format!("{out_path}.part");
     let file = std::fs::File::create(&tmp_path).map_err(|e| Error::Io(format!("{tmp_path}: {e}")))?;

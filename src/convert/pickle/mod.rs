@@ -6,8 +6,8 @@
 
 mod torch;
 
-pub(crate) use torch::{DType, TensorMeta};
 use torch::{call, persistent_load, resolve_global, Global};
+pub(crate) use torch::{DType, TensorMeta};
 
 use crate::{Error, Result};
 
@@ -383,7 +383,6 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-
 /// Reads a pickled state dict (`data.pkl` of a torch.save archive) into (name, tensor) pairs in
 /// file order. Nested checkpoints ({"state_dict": {...}} or {"model": {...}}) are unwrapped.
 pub(crate) fn read_state_dict(data: &[u8]) -> Result<Vec<(String, TensorMeta)>> {
@@ -391,9 +390,7 @@ pub(crate) fn read_state_dict(data: &[u8]) -> Result<Vec<(String, TensorMeta)>> 
     let mut root = m.run()?;
     loop {
         let Value::Dict(items) = root else { return Err(bad(format!("top-level object is a {}, not a dict", kind(&root)))) };
-        let nested = items.iter().position(|(k, v)| {
-            matches!(k, Value::Str(s) if s == "state_dict" || s == "model") && matches!(v, Value::Dict(_))
-        });
+        let nested = items.iter().position(|(k, v)| matches!(k, Value::Str(s) if s == "state_dict" || s == "model") && matches!(v, Value::Dict(_)));
         if let Some(i) = nested {
             root = items.into_iter().nth(i).unwrap().1;
             continue;

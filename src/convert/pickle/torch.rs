@@ -135,4 +135,3 @@ pub(super) fn persistent_load(pid: Value) -> Result<Value> {
         _ => Err(bad("persistent id is not a ('storage', <Storage>, key, location, numel) tuple")),
     }
 }
-

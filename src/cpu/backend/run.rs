@@ -127,7 +127,14 @@ impl CpuRun {
             HeadRequest::None => Vec::new(),
             HeadRequest::Last { k, sampling } => {
                 self.logits_of(w, cfg, n - 1..n, &mut clock)?;
-                let c = kernels::top_candidates(pool, &self.logits[..cfg.n_vocab], sampling.history, sampling.repeat_penalty, sampling.inv_temperature, *k as usize);
+                let c = kernels::top_candidates(
+                    pool,
+                    &self.logits[..cfg.n_vocab],
+                    sampling.history,
+                    sampling.repeat_penalty,
+                    sampling.inv_temperature,
+                    *k as usize,
+                );
                 clock.lap(&mut self.timing, "top-k");
                 vec![c]
             }

@@ -109,7 +109,18 @@ pub fn attention(pool: &Pool, q: &[f32], cache: &KvCache, pos0: usize, tokens: u
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn attention_with(isa: Isa, pool: &Pool, q: &[f32], cache: &KvCache, pos0: usize, tokens: usize, n_heads: usize, n_kv_heads: usize, head_dim: usize, out: &mut [f32]) {
+pub fn attention_with(
+    isa: Isa,
+    pool: &Pool,
+    q: &[f32],
+    cache: &KvCache,
+    pos0: usize,
+    tokens: usize,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    out: &mut [f32],
+) {
     assert!(Isa::available().contains(&isa), "{isa:?} is not available here");
     let qd = n_heads * head_dim;
     assert!(n_kv_heads > 0 && n_heads.is_multiple_of(n_kv_heads), "attention: {n_heads} heads over {n_kv_heads} KV heads");

@@ -40,10 +40,10 @@ mod topk;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-mod wasm;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed-simd"))]
 mod relaxed;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm;
 
 pub use acts::Acts;
 pub use attention::{attention, attention_with, KvCache, KvType};
@@ -128,13 +128,7 @@ impl Isa {
         {
             use std::sync::OnceLock;
             static BEST: OnceLock<Isa> = OnceLock::new();
-            *BEST.get_or_init(|| {
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
-                    Isa::Avx2
-                } else {
-                    Isa::Scalar
-                }
-            })
+            *BEST.get_or_init(|| if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") { Isa::Avx2 } else { Isa::Scalar })
         }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed-simd"))]
         {

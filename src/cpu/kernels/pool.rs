@@ -164,10 +164,7 @@ impl Pool {
             let handles = (1..threads)
                 .map(|i| {
                     let s = shared.clone();
-                    std::thread::Builder::new()
-                        .name(format!("cpu-kernels-{i}"))
-                        .spawn(move || worker_loop(&s, i))
-                        .expect("spawn a kernel thread")
+                    std::thread::Builder::new().name(format!("cpu-kernels-{i}")).spawn(move || worker_loop(&s, i)).expect("spawn a kernel thread")
                 })
                 .collect();
             Pool { shared, busy: AtomicBool::new(false), handles }

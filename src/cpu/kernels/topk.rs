@@ -42,7 +42,15 @@ pub fn top_candidates(pool: &Pool, logits: &[f32], history: &[u32], repeat_penal
     top_candidates_with(Isa::best(), pool, logits, history, repeat_penalty, inv_temperature, k)
 }
 
-pub fn top_candidates_with(isa: Isa, pool: &Pool, logits: &[f32], history: &[u32], repeat_penalty: f32, inv_temperature: f32, k: usize) -> (Vec<Candidate>, f32) {
+pub fn top_candidates_with(
+    isa: Isa,
+    pool: &Pool,
+    logits: &[f32],
+    history: &[u32],
+    repeat_penalty: f32,
+    inv_temperature: f32,
+    k: usize,
+) -> (Vec<Candidate>, f32) {
     let n = logits.len();
     // Distinct penalised ids, sorted, with their penalised logits.
     let mut pen: Vec<(u32, f32)> = Vec::new();
@@ -83,11 +91,8 @@ pub fn top_candidates_with(isa: Isa, pool: &Pool, logits: &[f32], history: &[u32
         (m as f64 + ln_f64(s)) as f32
     };
     let value = |id: u32| adjust(logits[id as usize], &pen, id, inv_temperature);
-    let mut best: Vec<(u32, u32)> = if list == k {
-        outs.into_iter().flat_map(|o| o.best).collect()
-    } else {
-        (0..n as u32).map(|id| (order_key(value(id)), id)).collect()
-    };
+    let mut best: Vec<(u32, u32)> =
+        if list == k { outs.into_iter().flat_map(|o| o.best).collect() } else { (0..n as u32).map(|id| (order_key(value(id)), id)).collect() };
     let order = |a: &(u32, u32), b: &(u32, u32)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
     if k > 0 && k < best.len() {
         best.select_nth_unstable_by(k - 1, order);

@@ -58,7 +58,11 @@ pub enum AttnForm {
 
 impl AttnForm {
     pub fn for_adapter(gpu: &Gpu) -> AttnForm {
-        if gpu.cpu_like { AttnForm::Heads } else { AttnForm::Split }
+        if gpu.cpu_like {
+            AttnForm::Heads
+        } else {
+            AttnForm::Split
+        }
     }
 }
 

@@ -76,7 +76,17 @@ fn bind(gpu: &Gpu, label: &str, pipeline: &wgpu::ComputePipeline, bufs: &[(u32, 
 /// When vocab < k the list ends with (0xffffffff, -inf) entries. `scratch` comes from
 /// `TopkScratch::new(gpu, vocab, k, max_rows)` with max_rows at least the rows of any step.
 #[allow(clippy::too_many_arguments)]
-pub fn topk(gpu: &Gpu, step: &wgpu::Buffer, logits: &wgpu::Buffer, vocab: u32, history: &wgpu::Buffer, k: u32, rows: TokenCount, scratch: &TopkScratch, out: &wgpu::Buffer) -> Vec<Op> {
+pub fn topk(
+    gpu: &Gpu,
+    step: &wgpu::Buffer,
+    logits: &wgpu::Buffer,
+    vocab: u32,
+    history: &wgpu::Buffer,
+    k: u32,
+    rows: TokenCount,
+    scratch: &TopkScratch,
+    out: &wgpu::Buffer,
+) -> Vec<Op> {
     assert!((1..=MAX_CANDIDATES).contains(&k), "k must be in 1..={MAX_CANDIDATES}");
     assert!(vocab > 0);
     let rows_of = move |s: &StepParams| rows.resolve(s);
@@ -99,13 +109,7 @@ pub fn topk(gpu: &Gpu, step: &wgpu::Buffer, logits: &wgpu::Buffer, vocab: u32, h
         "topk_penalty",
         penalty,
         bg,
-        Box::new(move |s: &StepParams| {
-            if s.repeat_penalty == 1.0 || s.n_history == 0 {
-                [0, 0, 0]
-            } else {
-                [s.n_history.div_ceil(64), rows_of(s), 1]
-            }
-        }),
+        Box::new(move |s: &StepParams| if s.repeat_penalty == 1.0 || s.n_history == 0 { [0, 0, 0] } else { [s.n_history.div_ceil(64), rows_of(s), 1] }),
     ));
 
     // Pass 1 over vocabulary slices, then merge rounds of `lpw` lists each; the intermediate
