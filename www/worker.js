@@ -241,16 +241,18 @@ async function load(msg, signal) {
   const forgetIfInvalid = async (e) => {
     if (e?.name === 'InvalidModelFile' || e?.name === 'UnsupportedModel') await deleteCached(msg.url).catch(() => {});
   };
-  /** @type {import('./pkg/mobilellm_web.js').GpuModelLoader | import('./pkg/mobilellm_web.js').ModelLoader} */
-  let loader;
+  /** The WebGPU backend's loader (tensors to the GPU as they arrive), or null. @type {import('./pkg/mobilellm_web.js').GpuModelLoader | null} */
+  let gpuLoader = null;
+  /** The CPU backend's loader (the whole file in one buffer), or null. @type {import('./pkg/mobilellm_web.js').ModelLoader | null} */
+  let fileLoader = null;
   try {
-    loader = engine.backend === 'webgpu'
-      ? /** @type {import('./pkg/mobilellm_web.js').GpuModelLoader} */ (await glue.GpuModelLoader.begin(size, !!msg.forceF32))
-      : glue.ModelLoader.begin(size);
+    if (engine.backend === 'webgpu') gpuLoader = await glue.GpuModelLoader.begin(size, !!msg.forceF32);
+    else fileLoader = glue.ModelLoader.begin(size);
   } catch (e) {
     await opened.cleanup?.();
     throw e;
   }
+  const loader = /** @type {{push(chunk: Uint8Array): void, free(): void}} */ (gpuLoader ?? fileLoader);
   const reader = body.getReader();
   let loaded = 0, lastReport = 0;
   try {
@@ -280,15 +282,18 @@ async function load(msg, signal) {
   /** Bytes of the file the streaming GPU load held at once (null on the CPU backend). @type {number | null} */
   let peakBuffered = null;
   try {
-    if (loader instanceof glue.GpuModelLoader) {
-      peakBuffered = loader.peak_buffered_bytes();
-      model = loader.finish();
+    /** @type {Model} */
+    let loadedModel;
+    if (gpuLoader) {
+      peakBuffered = gpuLoader.peak_buffered_bytes();
+      loadedModel = gpuLoader.finish();
     } else {
       const { pool, note } = await startPool(engine.threads);
       threadsNote = note;
-      model = loader.finish_cpu(pool, false);
+      loadedModel = /** @type {import('./pkg/mobilellm_web.js').ModelLoader} */ (fileLoader).finish_cpu(pool, false);
     }
-    session = model.new_session(msg.contextLength || 0);
+    model = loadedModel;
+    session = loadedModel.new_session(msg.contextLength || 0);
   } catch (e) {
     await forgetIfInvalid(e);
     unload();

@@ -13,7 +13,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { execFileSync, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { startServer } from '../../www/serve.mjs';
-import { ROOT, MODEL_URL_PATH, launch, attachLogs } from './lib.mjs';
+import { ROOT, MODEL_URL_PATH, launch, attachLogs, closePage } from './lib.mjs';
 
 const DIR = path.join(ROOT, 'target/big-model');
 const MODEL = 'mobilellm-1.5b-q8_0.gguf';
@@ -53,12 +53,8 @@ before(async () => {
   await page.waitForFunction(() => window.apiReady === true);
 });
 
-after(async () => {
-  if (process.env.VERBOSE) console.log(browser?.logs.join('\n'));
-  console.log('measured:', JSON.stringify(measured));
-  await browser?.close();
-  await srv?.close();
-});
+// Prints the figures; fails on any Content-Security-Policy violation report.
+after(() => closePage({ srv, browser }, measured));
 
 test('the 135M model streams onto WebGPU (first, in a fresh tab: figures for comparison)', { timeout: 300_000 }, async () => {
   const r = await page.evaluate(async (url) => {
