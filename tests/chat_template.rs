@@ -3,16 +3,15 @@
 //! must tokenise to llama.cpp's prompt tokens (tests/data/smollm2_greedy.json).
 //! Missing files fail the test unless MOBILELLM_ALLOW_MISSING_MODEL=1.
 
+mod common;
+
 use std::path::PathBuf;
 
 use mobilellm_web::gguf::GgufFile;
 use mobilellm_web::tokenizer::{render_chat, ChatMessage, Tokenizer};
 
 fn smollm2() -> Option<Tokenizer> {
-    let dir = match std::env::var_os("MOBILELLM_CACHE") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/mobilellm-web"),
-    };
+    let dir = common::cache_dir();
     let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
     match std::fs::read(&path) {
         Ok(bytes) => Some(Tokenizer::from_gguf(&GgufFile::parse(&bytes).expect("parse")).expect("tokenizer")),
@@ -84,11 +83,7 @@ fn smollm2_chat_prompts_match_llama_cpp_tokens() {
 fn real_templates_render_as_hf_jinja() {
     let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/chat_templates.json");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&data).expect("tests/data/chat_templates.json")).expect("JSON");
-    let dir = match std::env::var_os("MOBILELLM_CACHE") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/mobilellm-web"),
-    }
-    .join("templates");
+    let dir = common::cache_dir().join("templates");
     if !dir.is_dir() {
         if std::env::var("MOBILELLM_ALLOW_MISSING_MODEL").as_deref() == Ok("1") {
             eprintln!("NOTICE: skipping, {} is missing; run scripts/fetch_vocab.sh", dir.display());
@@ -176,11 +171,7 @@ fn peak_heap<T>(f: impl FnOnce() -> T) -> (T, i64) {
 }
 
 fn templates_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("MOBILELLM_CACHE") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/mobilellm-web"),
-    }
-    .join("templates");
+    let dir = common::cache_dir().join("templates");
     if dir.is_dir() {
         return Some(dir);
     }

@@ -4,6 +4,8 @@
 //! and check that the crate's Tokenizer on the converted GGUF reproduces every .inp/.out pair.
 //! Missing vocabularies fail the test unless MOBILELLM_ALLOW_MISSING_MODEL=1.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,10 +24,7 @@ struct SpmVocab {
 
 /// llama.cpp's Llama-2 vocabulary and its reference cases, or None when missing and allowed.
 fn llama_spm_vocab() -> Option<SpmVocab> {
-    let cache = match std::env::var_os("MOBILELLM_CACHE") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/mobilellm-web"),
-    };
+    let cache = common::cache_dir();
     let base = cache.join("vocab/ggml-vocab-llama-spm.gguf");
     let bytes = match std::fs::read(&base) {
         Ok(b) => b,

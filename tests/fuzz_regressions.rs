@@ -6,6 +6,8 @@
 //! With MOBILELLM_FUZZ_SEEDS=<dir>, `write_fuzz_seeds` also writes the seed inputs of each fuzz
 //! target into <dir>/<target>/ (scripts/fuzz.sh --seed does this).
 
+mod common;
+
 #[path = "../fuzz/src/lib.rs"]
 #[allow(dead_code)]
 mod targets;
@@ -59,13 +61,6 @@ fn recorded_fuzz_findings_pass() {
 }
 
 // ---- Seeds (only with MOBILELLM_FUZZ_SEEDS).
-
-fn cache() -> PathBuf {
-    match std::env::var_os("MOBILELLM_CACHE") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/mobilellm-web"),
-    }
-}
 
 fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
     let d = dir.join(target);
@@ -228,7 +223,7 @@ fn write_fuzz_seeds() {
     // (The tokenizer needs no tensors: only the metadata is kept.)
     let with_template = metadata_only(&with_metadata(&smallest, |m| m.push(("tokenizer.chat_template".into(), MetaValue::String(SMOLLM_TEMPLATE.into())))));
     write(&dir, "gguf_tokenizer", "synth_spm.bin", &with_text("Hello world, once upon a time\n<s>x</s>", &with_template));
-    let vocab = cache().join("vocab");
+    let vocab = common::cache_dir().join("vocab");
     for name in ["llama-spm", "gpt-2", "llama-bpe", "starcoder", "refact", "mpt"] {
         let Ok(bytes) = std::fs::read(vocab.join(format!("ggml-vocab-{name}.gguf"))) else {
             eprintln!("NOTICE: no {name} vocabulary (scripts/fetch_vocab.sh): seed skipped");
@@ -243,7 +238,7 @@ fn write_fuzz_seeds() {
     // chat_template: llama.cpp's template collection with a short conversation, and templates
     // that hit each limit.
     let conversation = "\0system:Be brief.\x01Hello, who are you?\x01I am a model.\x01Tell me a joke.";
-    if let Ok(entries) = std::fs::read_dir(cache().join("templates")) {
+    if let Ok(entries) = std::fs::read_dir(common::cache_dir().join("templates")) {
         for e in entries {
             let p = e.unwrap().path();
             let t = std::fs::read_to_string(&p).unwrap();

@@ -45,10 +45,7 @@ fn spec() -> SynthSpec {
 }
 
 fn vocab_file() -> PathBuf {
-    let cache = match std::env::var_os("MOBILELLM_CACHE") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/mobilellm-web"),
-    };
+    let cache = common::cache_dir();
     cache.join("vocab/ggml-vocab-llama-spm.gguf")
 }
 

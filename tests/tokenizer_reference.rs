@@ -8,17 +8,12 @@
 //!
 //! Missing references fail the test unless MOBILELLM_ALLOW_MISSING_MODEL=1.
 
+mod common;
+
 use std::path::PathBuf;
 
 use mobilellm_web::gguf::GgufFile;
 use mobilellm_web::tokenizer::Tokenizer;
-
-fn cache_dir() -> PathBuf {
-    match std::env::var_os("MOBILELLM_CACHE") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/mobilellm-web"),
-    }
-}
 
 /// The file's bytes, or None (with a notice) when it is missing and that is allowed.
 fn require(path: &std::path::Path, how: &str) -> Option<Vec<u8>> {
@@ -69,7 +64,7 @@ fn check_cases(name: &str, tok: &Tokenizer, cases: &[(String, Vec<u32>)]) {
 
 /// One llama.cpp test vocabulary: every pair of its .inp/.out files.
 fn llama_cpp_vocab(name: &str) {
-    let dir = cache_dir().join("vocab");
+    let dir = common::cache_dir().join("vocab");
     let base = dir.join(format!("ggml-vocab-{name}.gguf"));
     let how = "run scripts/fetch_vocab.sh";
     let Some(bytes) = require(&base, how) else { return };
@@ -131,7 +126,7 @@ fn mpt_matches_llama_cpp() {
 }
 
 fn smollm2() -> Option<Tokenizer> {
-    let path = cache_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path = common::cache_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf");
     require(&path, "run scripts/fetch_model.sh").map(|b| load(&b))
 }
 
@@ -187,7 +182,7 @@ fn fuzz_texts_match_llama_cpp() {
     assert_eq!(vocabs.len(), 4);
     for (name, entry) in vocabs {
         let file = entry["file"].as_str().unwrap();
-        let path = if name == "smollm2" { cache_dir().join(file) } else { cache_dir().join("vocab").join(file) };
+        let path = if name == "smollm2" { common::cache_dir().join(file) } else { common::cache_dir().join("vocab").join(file) };
         let Some(bytes) = require(&path, "run scripts/fetch_model.sh and scripts/fetch_vocab.sh") else { continue };
         let tok = load(&bytes);
         let ids = entry["tokens"].as_array().expect("tokens");

@@ -6,6 +6,15 @@ pub mod weights;
 
 use mobilellm_web::gpu::{Gpu, GpuOptions, Precision};
 
+/// Where scripts/fetch_model.sh and scripts/fetch_vocab.sh keep the test model, llama.cpp's
+/// vocabularies and chat templates: `$MOBILELLM_CACHE`, or ~/.cache/mobilellm-web.
+pub fn cache_dir() -> std::path::PathBuf {
+    match std::env::var_os("MOBILELLM_CACHE") {
+        Some(d) => d.into(),
+        None => std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/mobilellm-web"),
+    }
+}
+
 /// A GPU context; `force_f32` selects the f32 path, otherwise f16 wherever the adapter has
 /// shader-f16 (software adapters included: tests always exercise the f16 path where it exists).
 pub fn gpu(force_f32: bool) -> Gpu {
