@@ -131,6 +131,13 @@ fn file_type(ty: GgmlType) -> u32 {
         GgmlType::Q4_1 => 3,
         GgmlType::Q8_0 => 7,
         GgmlType::BF16 => 32,
+        GgmlType::Q5_0 => 8,
+        GgmlType::Q5_1 => 9,
+        GgmlType::Q2_K => 10,
+        GgmlType::Q3_K => 12,
+        GgmlType::Q4_K => 14,
+        GgmlType::Q5_K => 16,
+        GgmlType::Q6_K => 18,
     }
 }
 

@@ -96,6 +96,7 @@ pub fn repack_for_gpu(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Re
             }
             (out, scales, cols / 32 * qwords)
         }
+        _ => return Err(bad("not supported by the WebGPU backend yet".into())),
     };
     Ok(GpuLayout { data, scales, row_words })
 }

@@ -1,8 +1,17 @@
-//! Tensor element types and their block formats (GGUF / ggml definitions), CPU dequantisation,
-//! quantisation (for test models and the converter), and the one-time repack into the
-//! 4-byte-aligned layout the GPU kernels read (see [`GpuLayout`]).
+//! Tensor element types and their block formats (GGUF / ggml definitions), CPU dequantisation
+//! and quantisation (for test models and the converter). The 32-element types are here; the
+//! Q5 types and the 256-element K-quants (super-blocks of 8 or 16 sub-blocks with their own
+//! scales) are in `kquants` (dequantisation) and `kquantize` (ggml's reference quantisers);
+//! `random` writes valid random blocks of any type for tests.
+
+mod kquants;
+mod random;
+
+pub use random::random_blocks;
 
 /// ggml tensor types we support. The numeric ids are ggml's.
+// why: the names are ggml's (Q4_K, Q6_K), which every GGUF tool and user knows.
+#[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GgmlType {
     F32,
@@ -11,10 +20,35 @@ pub enum GgmlType {
     Q4_1,
     Q8_0,
     BF16,
+    Q5_0,
+    Q5_1,
+    Q2_K,
+    Q3_K,
+    Q4_K,
+    Q5_K,
+    Q6_K,
 }
 
 impl GgmlType {
-    pub const ALL: [GgmlType; 6] = [GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1];
+    pub const ALL: [GgmlType; 13] = [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::BF16,
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+    ];
+    /// The types written before the K-quants (tests that sweep every float and 32-element type).
+    pub const CLASSIC: [GgmlType; 6] = [GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1];
+    /// The Q5 and K-quant types.
+    pub const K_AND_Q5: [GgmlType; 7] = [GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K];
 
     pub fn from_id(id: u32) -> Option<Self> {
         Some(match id {
@@ -22,7 +56,14 @@ impl GgmlType {
             1 => GgmlType::F16,
             2 => GgmlType::Q4_0,
             3 => GgmlType::Q4_1,
+            6 => GgmlType::Q5_0,
+            7 => GgmlType::Q5_1,
             8 => GgmlType::Q8_0,
+            10 => GgmlType::Q2_K,
+            11 => GgmlType::Q3_K,
+            12 => GgmlType::Q4_K,
+            13 => GgmlType::Q5_K,
+            14 => GgmlType::Q6_K,
             30 => GgmlType::BF16,
             _ => return None,
         })
@@ -34,7 +75,14 @@ impl GgmlType {
             GgmlType::F16 => 1,
             GgmlType::Q4_0 => 2,
             GgmlType::Q4_1 => 3,
+            GgmlType::Q5_0 => 6,
+            GgmlType::Q5_1 => 7,
             GgmlType::Q8_0 => 8,
+            GgmlType::Q2_K => 10,
+            GgmlType::Q3_K => 11,
+            GgmlType::Q4_K => 12,
+            GgmlType::Q5_K => 13,
+            GgmlType::Q6_K => 14,
             GgmlType::BF16 => 30,
         }
     }
@@ -43,7 +91,8 @@ impl GgmlType {
     pub fn block_len(self) -> usize {
         match self {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
-            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 => 32,
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q5_1 => 32,
+            GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => 256,
         }
     }
 
@@ -52,9 +101,16 @@ impl GgmlType {
         match self {
             GgmlType::F32 => 4,
             GgmlType::F16 | GgmlType::BF16 => 2,
-            GgmlType::Q4_0 => 18, // f16 d, 16 bytes of nibbles
-            GgmlType::Q4_1 => 20, // f16 d, f16 m, 16 bytes of nibbles
-            GgmlType::Q8_0 => 34, // f16 d, 32 x i8
+            GgmlType::Q4_0 => 18,  // f16 d, 16 bytes of nibbles
+            GgmlType::Q4_1 => 20,  // f16 d, f16 m, 16 bytes of nibbles
+            GgmlType::Q8_0 => 34,  // f16 d, 32 x i8
+            GgmlType::Q5_0 => 22,  // f16 d, u32 high bits, 16 bytes of nibbles
+            GgmlType::Q5_1 => 24,  // f16 d, f16 m, u32 high bits, 16 bytes of nibbles
+            GgmlType::Q2_K => 84,  // 16 scale/min bytes, 64 bytes of 2-bit quants, f16 d, f16 dmin
+            GgmlType::Q3_K => 110, // 32 bytes high-bit mask, 64 bytes of 2-bit quants, 12 bytes of 6-bit scales, f16 d
+            GgmlType::Q4_K => 144, // f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles
+            GgmlType::Q5_K => 176, // as Q4_K plus 32 bytes of high bits before the nibbles
+            GgmlType::Q6_K => 210, // 128 bytes of low nibbles, 64 bytes of 2-bit highs, 16 i8 scales, f16 d
         }
     }
 
@@ -75,7 +131,24 @@ impl GgmlType {
             GgmlType::Q4_1 => "Q4_1",
             GgmlType::Q8_0 => "Q8_0",
             GgmlType::BF16 => "BF16",
+            GgmlType::Q5_0 => "Q5_0",
+            GgmlType::Q5_1 => "Q5_1",
+            GgmlType::Q2_K => "Q2_K",
+            GgmlType::Q3_K => "Q3_K",
+            GgmlType::Q4_K => "Q4_K",
+            GgmlType::Q5_K => "Q5_K",
+            GgmlType::Q6_K => "Q6_K",
         }
+    }
+
+    /// Float types (one element per "block").
+    pub fn is_float(self) -> bool {
+        self.block_len() == 1
+    }
+
+    /// The 256-element super-block types.
+    pub fn is_k_quant(self) -> bool {
+        self.block_len() == 256
     }
 
     pub fn parse_name(s: &str) -> Option<Self> {
@@ -124,6 +197,7 @@ pub fn dequantize(ty: GgmlType, data: &[u8], n: usize) -> crate::Result<Vec<f32>
                 out.extend(qs.iter().map(|&q| (q >> 4) as f32 * d + m));
             }
         }
+        _ => kquants::dequantize_into(ty, data, &mut out),
     }
     Ok(out)
 }
@@ -142,12 +216,15 @@ pub fn quantize(ty: GgmlType, x: &[f32]) -> crate::Result<Vec<u8>> {
         GgmlType::Q8_0 => x.chunks_exact(32).for_each(|b| quantize_block_q8_0(b, &mut out)),
         GgmlType::Q4_0 => x.chunks_exact(32).for_each(|b| quantize_block_q4_0(b, &mut out)),
         GgmlType::Q4_1 => x.chunks_exact(32).for_each(|b| quantize_block_q4_1(b, &mut out)),
+        _ => {
+            return Err(crate::Error::InvalidArgument(format!("quantize {}: no quantiser for this type", ty.name())));
+        }
     }
     debug_assert_eq!(out.len() as u64, size);
     Ok(out)
 }
 
-fn f16_at(b: &[u8], i: usize) -> f32 {
+pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
     half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 
