@@ -52,3 +52,34 @@ fn quantize_and_dequantize_match_gguf_py_bit_for_bit() {
         }
     }
 }
+
+const KQUANTS: &[u8] = include_bytes!("fixtures/gguf_py_kquants.gguf");
+
+/// Random Q5 and K-quant blocks (every bit random, f16 scales over many magnitudes, zero and
+/// subnormal among them) dequantise to gguf-py's floats bit for bit; gguf-py's Q5 quantisers'
+/// bytes are reproduced by ours.
+#[test]
+fn q5_and_k_quants_match_gguf_py_bit_for_bit() {
+    let f = GgufFile::parse(KQUANTS).unwrap();
+    for ty in GgmlType::K_AND_Q5 {
+        let qt = f.tensor(&format!("q.{}", ty.name())).unwrap();
+        assert_eq!(qt.ty, ty);
+        let n = qt.n_elements() as usize;
+        let deq = dequantize(ty, f.tensor_data(KQUANTS, qt), n).unwrap();
+        let dt = f.tensor(&format!("deq.{}", ty.name())).unwrap();
+        let reference = dequantize(GgmlType::F32, f.tensor_data(KQUANTS, dt), n).unwrap();
+        for (i, (a, b)) in deq.iter().zip(&reference).enumerate() {
+            assert_eq!(a.to_bits(), b.to_bits(), "{} element {i} (block {}): ours {a} gguf-py {b}", ty.name(), i / ty.block_len());
+        }
+        if let Some(zt) = f.tensor(&format!("qz.{}", ty.name())) {
+            let st = f.tensor(&format!("src.{}", ty.name())).unwrap();
+            let src = dequantize(GgmlType::F32, f.tensor_data(KQUANTS, st), st.n_elements() as usize).unwrap();
+            let want = f.tensor_data(KQUANTS, zt);
+            let ours = quantize(ty, &src).unwrap();
+            if let Some(i) = ours.iter().zip(want).position(|(a, b)| a != b) {
+                panic!("{}: quantised byte {i} (block {}) ours {:#04x} gguf-py {:#04x}", ty.name(), i / ty.block_bytes(), ours[i], want[i]);
+            }
+            assert_eq!(ours.len(), want.len());
+        }
+    }
+}
