@@ -71,7 +71,8 @@ fn spec(arch: Arch, wt: GgmlType, et: GgmlType, seed: u64) -> SynthSpec {
 
 #[test]
 fn every_weight_type_prefill_and_decode_match_cpu() {
-    for (i, &wt) in GgmlType::ALL.iter().enumerate() {
+    // The K-quants need rows of 256: tests/kquant_models.rs runs them at that width.
+    for (i, &wt) in GgmlType::ALL.iter().filter(|t| !t.is_k_quant()).enumerate() {
         let sp = spec(Arch::Llama, wt, if wt == GgmlType::F32 { GgmlType::Q8_0 } else { wt }, 10 + i as u64);
         let bytes = synth_gguf(&sp).unwrap();
         let toks = tokens(70, sp.n_vocab as u32, 99 + i as u64);

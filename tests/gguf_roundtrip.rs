@@ -93,7 +93,10 @@ fn tensors_of_every_type_round_trip_with_data() {
     let mut seed = 1u32;
     for (i, ty) in GgmlType::ALL.into_iter().enumerate() {
         // Odd shapes for float types, several blocks per row for block types.
-        let (cols, rows) = if ty.block_len() == 1 { (7 + i as u64, 3) } else { (64, 5) };
+        let (cols, rows) = match ty.block_len() {
+            1 => (7 + i as u64, 3),
+            bl => (2 * bl as u64, 5),
+        };
         let x: Vec<f32> = (0..cols * rows)
             .map(|_| {
                 seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);

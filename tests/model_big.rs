@@ -40,6 +40,8 @@ fn spec() -> SynthSpec {
         tied: true,
         weight_type: GgmlType::Q8_0,
         embd_type: GgmlType::Q8_0,
+        overrides: Vec::new(),
+        random_blocks: false,
         seed: 15,
     }
 }

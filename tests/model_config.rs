@@ -127,6 +127,10 @@ fn every_type_combination_builds_and_loads() {
     for wt in GgmlType::ALL {
         for et in GgmlType::ALL {
             let mut spec = SynthSpec::tiny(Arch::Llama);
+            if wt.is_k_quant() || et.is_k_quant() {
+                // The super-block is 256 elements: rows must be whole super-blocks.
+                (spec.dim, spec.ffn_dim) = (256, 512);
+            }
             spec.weight_type = wt;
             spec.embd_type = et;
             let bytes = synth_gguf(&spec).unwrap();
@@ -135,7 +139,9 @@ fn every_type_combination_builds_and_loads() {
             let t = ModelTensors::from_gguf(&f, &bytes, &cfg).unwrap();
             assert_eq!((t.layers[0].w_up.ty, t.token_embd.ty), (wt, et));
             let up = t.layers[0].w_up.to_f32().unwrap();
-            assert!(up.iter().all(|v| v.abs() <= 1.0 / 8.0 + 0.01), "{} weights within scale", wt.name());
+            // Values are uniform within ±1/sqrt(dim); 2- and 3-bit K-quants may overshoot a little.
+            let bound = 1.3 / (spec.dim as f32).sqrt();
+            assert!(up.iter().all(|v| v.abs() <= bound), "{} weights within scale", wt.name());
         }
     }
 }

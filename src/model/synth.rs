@@ -6,7 +6,7 @@
 use super::config::{Arch, ModelConfig};
 use super::tensors::expected_tensors;
 use crate::gguf::{GgufFile, GgufWriter, MetaType, MetaValue};
-use crate::quant::{quantize, GgmlType};
+use crate::quant::{quantize, random_blocks, GgmlType};
 use crate::Error;
 
 /// Shape, types and seed of a synthetic model.
@@ -31,6 +31,13 @@ pub struct SynthSpec {
     pub weight_type: GgmlType,
     /// Type of token_embd and output.
     pub embd_type: GgmlType,
+    /// Per-tensor types, first match wins: a tensor whose name contains the key (e.g.
+    /// `"attn_v"`, `"blk.0.ffn_down"`) takes the type instead (mixes such as Q4_K_M).
+    pub overrides: Vec<(String, GgmlType)>,
+    /// Matrices as random valid blocks (`quant::random_blocks`: every quant bit random, scales
+    /// sized to the same spread) instead of quantised random values: reaches the corners of a
+    /// format a quantiser rarely writes (negative Q6_K scales, the largest 6-bit scales).
+    pub random_blocks: bool,
     pub seed: u64,
 }
 
@@ -55,6 +62,8 @@ impl SynthSpec {
             tied: true,
             weight_type: GgmlType::Q4_1,
             embd_type: GgmlType::Q8_0,
+            overrides: Vec::new(),
+            random_blocks: false,
             seed: 42,
         }
     }
@@ -276,8 +285,11 @@ pub fn write_synth_gguf<W: std::io::Write>(spec: &SynthSpec, vocab: Option<&Gguf
 
     let tensors = expected_tensors(&spec.config());
     for (name, rows, cols, norm) in &tensors {
+        let overridden = spec.overrides.iter().find(|(key, _)| name.contains(key.as_str())).map(|o| o.1);
         let ty = if *norm {
             GgmlType::F32
+        } else if let Some(t) = overridden {
+            t
         } else if name.starts_with("blk.") {
             spec.weight_type
         } else {
@@ -290,13 +302,16 @@ pub fn write_synth_gguf<W: std::io::Write>(spec: &SynthSpec, vocab: Option<&Gguf
     w.write(out, &mut |i| {
         let (name, rows, cols, norm) = &tensors[i];
         let mut rng = Rng::new(spec.seed, i as u64);
-        let values: Vec<f32> = if *norm {
-            (0..*cols).map(|_| 1.0 + 0.1 * rng.uniform()).collect()
-        } else {
-            // Embedding rows: scale 3/sqrt(dim) keeps tied logits around unit spread.
-            let scale = if name.starts_with("blk.") { 1.0 / (*cols as f32).sqrt() } else { 3.0 / (*cols as f32).sqrt() };
-            (0..rows * cols).map(|_| rng.uniform() * scale).collect()
-        };
+        if *norm {
+            let values: Vec<f32> = (0..*cols).map(|_| 1.0 + 0.1 * rng.uniform()).collect();
+            return quantize(types[i], &values);
+        }
+        // Embedding rows: scale 3/sqrt(dim) keeps tied logits around unit spread.
+        let scale = if name.starts_with("blk.") { 1.0 / (*cols as f32).sqrt() } else { 3.0 / (*cols as f32).sqrt() };
+        if spec.random_blocks {
+            return random_blocks(types[i], rows * cols, scale, spec.seed.wrapping_mul(1000).wrapping_add(i as u64));
+        }
+        let values: Vec<f32> = (0..rows * cols).map(|_| rng.uniform() * scale).collect();
         quantize(types[i], &values)
     })
 }
