@@ -4,13 +4,14 @@
 # Prints each run and the medians' ratio. The machine is shared: compare ratios, not absolutes.
 #   scripts/bench_native.sh [threads...]     (default: 1 2; RUNS=3)
 #   BACKEND=gpu scripts/bench_native.sh 2    (ours on the WebGPU backend: lavapipe here, a real GPU elsewhere)
+#   MODEL=path.gguf scripts/bench_native.sh  (another GGUF than the SmolLM2 Q4_1 test model)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 RUNS=${RUNS:-3}
 BACKEND=${BACKEND:-cpu}
 threads=("$@"); [ ${#threads[@]} -gt 0 ] || threads=(1 2)
-model=$(bash scripts/fetch_model.sh)
+model=${MODEL:-$(bash scripts/fetch_model.sh)}
 cargo build --release --bin mobilellm >&2
 [ -d tools/reference/node_modules/node-llama-cpp ] || (cd tools/reference && npm install --no-audit --no-fund >&2)
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

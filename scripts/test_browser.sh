@@ -2,7 +2,7 @@
 # Builds the browser runtime and the native reference CLI, then runs the Playwright tests in
 # headless Chromium (WebGPU on SwiftShader, and the CPU backend). Screenshots land in tests/out/.
 #   scripts/test_browser.sh [suite[:engine]]...   (default: all below)
-# suite: api chat backends pwa npm convert resume csp device_lost soak big; engine (lib.mjs ENGINE): webgpu (default) or cpu-N.
+# suite: api chat backends pwa npm convert resume csp device_lost soak big kquant; engine (lib.mjs ENGINE): webgpu (default) or cpu-N.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
@@ -21,7 +21,8 @@ suites=("$@")
 # device_lost: WebGPU only (a lost GPU device). soak: generate / abort / new chat / ContextFull
 # cycles with memory sampled (200 on the CPU backend; fewer on SwiftShader, see soak.test.mjs).
 # big: the 1.6 GB MobileLLM-1.5B-shaped model tests/model_big.rs writes, streamed onto WebGPU.
-[ ${#suites[@]} -gt 0 ] || suites=(backends api:cpu-2 chat:cpu-2 api:cpu-1 chat:cpu-1 pwa:cpu-2 api:webgpu chat:webgpu pwa:webgpu npm convert resume:cpu-2 csp:cpu-2 device_lost:webgpu soak:cpu-2 soak:webgpu big)
+# kquant: the Q5 / K-quant models tests/kquant_models.rs writes, on the CPU backend and WebGPU.
+[ ${#suites[@]} -gt 0 ] || suites=(backends api:cpu-2 chat:cpu-2 api:cpu-1 chat:cpu-1 pwa:cpu-2 api:webgpu chat:webgpu pwa:webgpu npm convert resume:cpu-2 csp:cpu-2 device_lost:webgpu soak:cpu-2 soak:webgpu big kquant)
 # convert.test.mjs writes its random checkpoints with numpy.
 bash scripts/fetch_numpy.sh
 status=0

@@ -139,9 +139,11 @@ fn gpu_backend_matches_the_reference() {
 
 /// llama.cpp (node-llama-cpp, CPU) runs each file; its top-8 logits at every position agree
 /// with our reference. Needs tools/reference's npm packages (scripts/setup.sh installs them).
+/// Leaves each file with its tokens and reference logits (`NAME.expect.json`) under
+/// target/kquant-models/ for tests/browser/kquant.test.mjs (the wasm kernels on the same files).
 #[test]
 fn llama_cpp_agrees_with_the_reference() {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kquant_models");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kquant-models");
     std::fs::create_dir_all(&dir).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama_cpp_logits.mjs");
     for (i, case) in cases().iter().enumerate() {
@@ -150,6 +152,8 @@ fn llama_cpp_agrees_with_the_reference() {
         let want = reference(&bytes, &toks);
         let path = dir.join(format!("{}.gguf", case.name.replace('+', "_")));
         std::fs::write(&path, &bytes).unwrap();
+        let expect = serde_json::json!({ "name": case.name, "tokens": toks, "logits": want });
+        std::fs::write(path.with_extension("expect.json"), expect.to_string()).unwrap();
         let list = toks.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(",");
         let out = Command::new("node").arg(&script).arg(&path).arg(&list).output().expect("node runs");
         assert!(out.status.success(), "{}: node-llama-cpp failed: {}", case.name, String::from_utf8_lossy(&out.stderr));

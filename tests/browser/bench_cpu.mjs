@@ -3,7 +3,8 @@
 // streamed chunks in the page), 1 and 2 threads, on a cross-origin isolated page. Prints JSON:
 // medians of `--runs` runs of load, time to first token, decode and prefill tokens/s, and the
 // ratios ours / wllama. A benchmark, not a test: the machine is shared, so compare ratios.
-//   node tests/browser/bench_cpu.mjs [--runs 3] [--gen 64] [--threads 1,2] [--webgpu]
+//   node tests/browser/bench_cpu.mjs [--runs 3] [--gen 64] [--threads 1,2] [--webgpu] [--model FILE.gguf]
+// (--model: another GGUF than www/models' SmolLM2 Q4_1, e.g. a Q4_K_M requantisation of it.)
 
 import path from 'node:path';
 import { ROOT, MODEL_URL_PATH, launch, attachLogs } from './lib.mjs';
@@ -13,6 +14,7 @@ const arg = (name, def) => { const i = process.argv.indexOf(`--${name}`); return
 const RUNS = Number(arg('runs', 3));
 const GEN = Number(arg('gen', 64));
 const THREADS = arg('threads', '1,2').split(',').map(Number);
+const MODEL_FILE = arg('model', null);
 const PROMPT = 'Once upon a time, in a small village by the river,';
 // About 64 tokens: prefill speed is time to first token on this prompt.
 const LONG = 'It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of ' +
@@ -22,7 +24,10 @@ const LONG = 'It was the best of times, it was the worst of times, it was the ag
 // No CSP here: wllama starts its workers from blob: URLs, which the page's policy forbids.
 const srv = await startServer({
   root: path.join(ROOT, 'www'), port: 0, csp: false,
-  mounts: { '/__test/': path.join(ROOT, 'tests/browser/pages'), '/__wllama/': path.join(ROOT, 'node_modules/@wllama/wllama/esm') },
+  mounts: {
+    '/__test/': path.join(ROOT, 'tests/browser/pages'), '/__wllama/': path.join(ROOT, 'node_modules/@wllama/wllama/esm'),
+    ...(MODEL_FILE ? { '/__model/': path.dirname(path.resolve(MODEL_FILE)) } : {}),
+  },
 });
 const browser = await launch();
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[(s.length - 1) >> 1] : null; };
@@ -33,7 +38,7 @@ try {
   await page.goto(`${srv.url}/__test/blank.html`);
   await page.waitForFunction(() => window.apiReady === true);
   if (!(await page.evaluate(() => crossOriginIsolated))) throw new Error('the page is not cross-origin isolated');
-  const url = `${srv.url}${MODEL_URL_PATH}`;
+  const url = MODEL_FILE ? `${srv.url}/__model/${path.basename(MODEL_FILE)}` : `${srv.url}${MODEL_URL_PATH}`;
 
   /** One run of one engine: {load_ms, ttft_ms, decode_tok_s, prefill_tok_s, tokens, text}. */
   const runOurs = (opts) => page.evaluate(async ([url, opts, prompt, gen, long]) => {
