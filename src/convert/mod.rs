@@ -12,6 +12,7 @@ pub mod fuzz;
 mod hf_config;
 mod layout;
 mod pickle;
+mod requantize;
 mod source;
 mod spm;
 mod vocab;
@@ -24,6 +25,7 @@ use std::path::Path;
 
 use checkpoint::Checkpoint;
 use hf_config::HfConfig;
+pub use requantize::{requantize, RequantizeReport};
 /// For other hosts of the checkpoint bytes (the browser reads its downloaded files by range
 /// through a JS callback: src/wasm_convert.rs).
 pub use source::{ByteSource, Files};
@@ -123,7 +125,7 @@ pub fn check_config(config_json: &[u8]) -> crate::Result<()> {
 }
 
 /// llama.cpp's `general.file_type` (LLAMA_FTYPE_*) for a whole-model type.
-fn file_type(ty: GgmlType) -> u32 {
+pub fn file_type(ty: GgmlType) -> u32 {
     match ty {
         GgmlType::F32 => 0,
         GgmlType::F16 => 1,

@@ -30,7 +30,7 @@ impl From<Error> for CliError {
     }
 }
 
-type CliResult = Result<(), CliError>;
+pub type CliResult = Result<(), CliError>;
 
 fn read_model_file(path: &str) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| Error::Io(format!("{path}: {e}")))

@@ -1,12 +1,13 @@
 //! `mobilellm`: the native command line over the same engine the browser runs.
-//! Subcommands: generate, logits, tokenize, info, bench, convert. See README.md for the contract.
+//! Subcommands: generate, logits, tokenize, info, bench, convert, quantize. See README.md for the contract.
 
 mod args;
 mod commands;
+mod quantize;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: mobilellm <generate|logits|tokenize|info|bench|convert> --model M.gguf [options]
+const USAGE: &str = "usage: mobilellm <generate|logits|tokenize|info|bench|convert|quantize> --model M.gguf [options]
   generate --model M (--prompt TEXT | --prompt-tokens 1,2,3) [--chat] [--system TEXT] [-n N]
            [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]
            [--repeat-last-n N] [--seed S] [--stop STR]... [--ctx N] [--json] [BACKEND]
@@ -15,6 +16,7 @@ const USAGE: &str = "usage: mobilellm <generate|logits|tokenize|info|bench|conve
   info     --model M [BACKEND]
   bench    --model M [--prompt-len 128] [--gen 128] [--profile] [--json] [BACKEND]
   convert  --hf DIR --out M.gguf [--type f32|f16|q8_0|q4_0|q4_1]
+  quantize --model M.gguf --out OUT.gguf --type TYPE (as convert's)
 BACKEND: [--backend auto|gpu|cpu] (auto: the GPU unless wgpu finds only a software one)
          [--threads N] [--kv f16|f32] (CPU backend)  [--f32|--f16] (GPU backend)";
 
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
         "info" => commands::info(&rest),
         "bench" => commands::bench(&rest),
         "convert" => commands::convert(&rest),
+        "quantize" => quantize::quantize(&rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
