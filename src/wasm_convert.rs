@@ -18,8 +18,7 @@ use std::io::Write;
 
 use wasm_bindgen::prelude::*;
 
-use crate::convert::{check_config, convert_source, output_type, ByteSource, ConvertReport, Files};
-use crate::quant::GgmlType;
+use crate::convert::{check_config, convert_source, output_type, ByteSource, ConvertReport, Files, OutputType};
 use crate::wasm::js_error;
 use crate::Error;
 
@@ -90,7 +89,7 @@ impl Write for JsWriter<'_> {
     }
 }
 
-fn report_json(r: &ConvertReport, ty: GgmlType) -> String {
+fn report_json(r: &ConvertReport, ty: OutputType) -> String {
     serde_json::json!({
         "type": ty.name(),
         "arch": r.arch,
@@ -103,6 +102,7 @@ fn report_json(r: &ConvertReport, ty: GgmlType) -> String {
         "block_repeat": r.block_repeat,
         "tied_embeddings": r.tied_embeddings,
         "f16_fallback": r.f16_fallback,
+        "tensor_types": r.tensor_types.iter().map(|(t, n)| (t.name(), *n)).collect::<BTreeMap<_, _>>(),
         "bytes_written": r.bytes_written,
         "summary": r.to_string(),
     })
@@ -110,7 +110,7 @@ fn report_json(r: &ConvertReport, ty: GgmlType) -> String {
 }
 
 /// Converts the checkpoint described by `files_json` to GGUF of type `type_name`
-/// (f32, f16, q8_0, q4_0 or q4_1); `name` becomes `general.name` (the repository's name). Returns the report as JSON; errors are JS `Error`s named by
+/// (f32, f16, q8_0, q4_0, q4_1 or q4_k_m: llama.cpp's mix); `name` becomes `general.name` (the repository's name). Returns the report as JSON; errors are JS `Error`s named by
 /// their code (`ConversionError` for a bad checkpoint, `InvalidArgument`, `IOError`).
 #[wasm_bindgen]
 pub fn convert_checkpoint(
@@ -122,7 +122,7 @@ pub fn convert_checkpoint(
     progress: &js_sys::Function,
 ) -> Result<String, JsValue> {
     let ty = output_type(type_name)
-        .ok_or_else(|| js_error(&Error::InvalidArgument(format!("conversion type {type_name:?}: expected f32, f16, q8_0, q4_0 or q4_1"))))?;
+        .ok_or_else(|| js_error(&Error::InvalidArgument(format!("conversion type {type_name:?}: expected f32, f16, q8_0, q4_0, q4_1 or q4_k_m"))))?;
     let sizes: BTreeMap<String, u64> = serde_json::from_str(files_json).map_err(|e| js_error(&Error::InvalidArgument(format!("files: {e}"))))?;
     let files = JsFiles { sizes, read };
     // One JS call per MiB of metadata, and tensors (already whole buffers) pass straight through.

@@ -5,16 +5,23 @@
 //! permutation, MobileLLM-LS blocks run twice), which checks names, shapes, the Q/K permutation,
 //! tying and block repetition all at once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use mobilellm_web::convert::{convert_dir, convert_files, ConvertProgress, ConvertReport};
+use mobilellm_web::convert::{convert_dir, convert_files, ConvertProgress, ConvertReport, OutputType};
 use mobilellm_web::cpu::{CpuModel, CpuSession};
 use mobilellm_web::gguf::GgufFile;
 use mobilellm_web::model::{Arch, ModelConfig, ModelTensors};
 use mobilellm_web::quant::GgmlType;
 use mobilellm_web::Error;
+
+#[path = "convert_models/hf_reference.rs"]
+mod hf_reference;
+#[path = "convert_models/q4_k_m.rs"]
+mod q4_k_m;
+
+use hf_reference::{hf_forward, Original};
 
 const TOKENS: &[u32] = &[1, 17, 260, 5, 42, 42, 128, 2, 77, 299];
 
@@ -28,7 +35,7 @@ fn fixture(name: &str, args: &[&str]) -> PathBuf {
     dir
 }
 
-fn convert(dir: &Path, ty: GgmlType) -> (Vec<u8>, ConvertReport) {
+fn convert(dir: &Path, ty: impl Into<OutputType>) -> (Vec<u8>, ConvertReport) {
     let mut out = Vec::new();
     let report = convert_dir(dir, &mut out, ty, &mut |_| {}).unwrap_or_else(|e| panic!("convert {}: {e}", dir.display()));
     assert_eq!(report.bytes_written as usize, out.len());
@@ -37,123 +44,16 @@ fn convert(dir: &Path, ty: GgmlType) -> (Vec<u8>, ConvertReport) {
 
 /// Logits of the converted GGUF through the crate's loader and CPU reference.
 fn gguf_logits(bytes: &[u8]) -> (ModelConfig, Vec<Vec<f32>>) {
+    gguf_logits_for(bytes, TOKENS)
+}
+
+fn gguf_logits_for(bytes: &[u8], tokens: &[u32]) -> (ModelConfig, Vec<Vec<f32>>) {
     let file = GgufFile::parse(bytes).expect("converted GGUF parses");
     let cfg = ModelConfig::from_gguf(&file).expect("converted GGUF has a valid config");
     let tensors = ModelTensors::from_gguf(&file, bytes, &cfg).expect("converted GGUF has every tensor");
     let model = CpuModel::new(&cfg, &tensors).unwrap();
-    let logits = CpuSession::new(&model).forward(TOKENS).unwrap();
+    let logits = CpuSession::new(&model).forward(tokens).unwrap();
     (cfg, logits)
-}
-
-// ------------------------------------------------------------------ independent HF reference
-
-/// The checkpoint's tensors as stored (ref/ written by the fixture), Hugging Face layout.
-struct Original {
-    t: HashMap<String, Vec<f32>>,
-    cfg: serde_json::Value,
-}
-
-impl Original {
-    fn load(dir: &Path) -> Self {
-        let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("ref/index.json")).unwrap()).unwrap();
-        let raw = std::fs::read(dir.join("ref/data.f32")).unwrap();
-        let all: Vec<f32> = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-        let mut t = HashMap::new();
-        for (name, e) in index.as_object().unwrap() {
-            let n: usize = e["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).product();
-            let off = e["offset"].as_u64().unwrap() as usize;
-            t.insert(name.clone(), all[off..off + n].to_vec());
-        }
-        let cfg = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
-        Original { t, cfg }
-    }
-
-    fn get(&self, name: &str) -> &[f32] {
-        self.t.get(name).unwrap_or_else(|| panic!("reference tensor {name}"))
-    }
-
-    fn n(&self, key: &str) -> usize {
-        self.cfg[key].as_u64().unwrap() as usize
-    }
-}
-
-fn matvec(w: &[f32], x: &[f64]) -> Vec<f64> {
-    w.chunks(x.len()).map(|row| row.iter().zip(x).map(|(&a, b)| a as f64 * b).sum()).collect()
-}
-
-fn rmsnorm(x: &[f64], w: &[f32], eps: f64) -> Vec<f64> {
-    let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
-    let r = 1.0 / (ms + eps).sqrt();
-    x.iter().zip(w).map(|(v, &g)| v * r * g as f64).collect()
-}
-
-/// HF's apply_rotary_pos_emb: x * cos + rotate_half(x) * sin, pairs (i, i + hd/2).
-fn rope_rotate_half(x: &mut [f64], hd: usize, pos: usize, base: f64) {
-    for head in x.chunks_mut(hd) {
-        for i in 0..hd / 2 {
-            let theta = pos as f64 * base.powf(-2.0 * i as f64 / hd as f64);
-            let (s, c) = theta.sin_cos();
-            let (a, b) = (head[i], head[i + hd / 2]);
-            head[i] = a * c - b * s;
-            head[i + hd / 2] = b * c + a * s;
-        }
-    }
-}
-
-/// LlamaForCausalLM / MobileLLMForCausalLM forward over the original tensors. `repeat` = 2 runs
-/// every block twice in a row (MobileLLM-LS), each run with its own KV cache.
-fn hf_forward(o: &Original, tokens: &[u32], repeat: usize) -> Vec<Vec<f32>> {
-    let (dim, nh, nkv, nl) = (o.n("hidden_size"), o.n("num_attention_heads"), o.n("num_key_value_heads"), o.n("num_hidden_layers"));
-    let hd = dim / nh;
-    let eps = o.cfg["rms_norm_eps"].as_f64().unwrap();
-    let base = o.cfg["rope_theta"].as_f64().unwrap();
-    let embed = o.get("model.embed_tokens.weight");
-    let lm_head = o.t.get("lm_head.weight").map(|v| v.as_slice()).unwrap_or(embed);
-    // Keys and values per block evaluation, one row per position.
-    let mut caches: Vec<[Vec<Vec<f64>>; 2]> = vec![[vec![], vec![]]; nl * repeat];
-    let mut out = Vec::new();
-    for (pos, &tok) in tokens.iter().enumerate() {
-        let mut x: Vec<f64> = embed[tok as usize * dim..][..dim].iter().map(|&v| v as f64).collect();
-        for (e, cache) in caches.iter_mut().enumerate() {
-            let p = format!("model.layers.{}.", e / repeat);
-            let w = |n: &str| o.get(&format!("{p}{n}"));
-            let h = rmsnorm(&x, w("input_layernorm.weight"), eps);
-            let mut q = matvec(w("self_attn.q_proj.weight"), &h);
-            let mut k = matvec(w("self_attn.k_proj.weight"), &h);
-            let v = matvec(w("self_attn.v_proj.weight"), &h);
-            rope_rotate_half(&mut q, hd, pos, base);
-            rope_rotate_half(&mut k, hd, pos, base);
-            cache[0].push(k);
-            cache[1].push(v);
-            let [ks, vs] = &*cache;
-            let mut attn = vec![0f64; nh * hd];
-            for head in 0..nh {
-                let kvh = head / (nh / nkv);
-                let qh = &q[head * hd..(head + 1) * hd];
-                let scores: Vec<f64> =
-                    ks.iter().map(|k| qh.iter().zip(&k[kvh * hd..(kvh + 1) * hd]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt()).collect();
-                let m = scores.iter().cloned().fold(f64::MIN, f64::max);
-                let ex: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
-                let z: f64 = ex.iter().sum();
-                for (p, v) in ex.iter().zip(vs) {
-                    for d in 0..hd {
-                        attn[head * hd + d] += p / z * v[kvh * hd + d];
-                    }
-                }
-            }
-            let o_out = matvec(w("self_attn.o_proj.weight"), &attn);
-            x.iter_mut().zip(&o_out).for_each(|(a, b)| *a += b);
-            let h = rmsnorm(&x, w("post_attention_layernorm.weight"), eps);
-            let g = matvec(w("mlp.gate_proj.weight"), &h);
-            let u = matvec(w("mlp.up_proj.weight"), &h);
-            let act: Vec<f64> = g.iter().zip(&u).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
-            let d = matvec(w("mlp.down_proj.weight"), &act);
-            x.iter_mut().zip(&d).for_each(|(a, b)| *a += b);
-        }
-        let h = rmsnorm(&x, o.get("model.norm.weight"), eps);
-        out.push(matvec(lm_head, &h).into_iter().map(|v| v as f32).collect());
-    }
-    out
 }
 
 fn assert_logits_close(what: &str, got: &[Vec<f32>], want: &[Vec<f32>], atol: f32, rtol: f32) {
@@ -426,6 +326,21 @@ fn broken_safetensors_and_tokenizers_give_errors_not_panics() {
     }
 }
 
+/// llama.cpp's top-8 logits at every position of `tokens` (and `greedy` tokens it generates
+/// after them), from tests/fixtures/llama_cpp_logits.mjs over tools/reference's node-llama-cpp.
+fn llama_cpp_logits(model: &Path, tokens: &[u32], greedy: usize) -> serde_json::Value {
+    let list = tokens.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(",");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama_cpp_logits.mjs");
+    let mut cmd = Command::new("node");
+    cmd.arg(&script).arg(model).arg(&list);
+    if greedy > 0 {
+        cmd.arg(greedy.to_string());
+    }
+    let out = cmd.output().expect("node runs");
+    assert!(out.status.success(), "node-llama-cpp failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// The converted GGUF in llama.cpp itself (node-llama-cpp from tools/reference, CPU): its logits
 /// must equal the Hugging Face reference too, which pins the Q/K permutation and the metadata
 /// keys to llama.cpp's conventions, not just to this crate's loader. Its greedy continuation must
@@ -441,12 +356,8 @@ fn llama_cpp_runs_the_converted_gguf_like_hf() {
     let path = dir.join("converted.gguf");
     std::fs::write(&path, &gguf).unwrap();
     let tokens = [1u32, 300, 17, 511, 260, 42, 42, 99];
-    let list = tokens.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(",");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama_cpp_logits.mjs");
     const GREEDY: usize = 16;
-    let out = Command::new("node").arg(&script).arg(&path).arg(&list).arg(GREEDY.to_string()).output().expect("node runs");
-    assert!(out.status.success(), "node-llama-cpp failed: {}", String::from_utf8_lossy(&out.stderr));
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json = llama_cpp_logits(&path, &tokens, GREEDY);
     let want = hf_forward(&Original::load(&dir), &tokens, 1);
     let mut checked = 0;
     for (pos, top) in json["top"].as_array().unwrap().iter().enumerate() {

@@ -21,8 +21,9 @@ import { resumableDownload, httpError } from './download.js';
 import { MemoryPartial } from './partial.js';
 
 export const HUB_URL = 'https://huggingface.co';
-/** Conversion types the browser offers; q8_0 keeps a 125M model's quality (see README). */
-export const CONVERT_TYPES = Object.freeze(['q8_0', 'q4_1', 'q4_0', 'f16', 'f32']);
+/** Conversion types the browser offers; q8_0 keeps a 125M model's quality (see README); q4_k_m is
+ * llama.cpp's Q4_K_M mix (Q4_K/Q6_K, with Q5_0/Q8_0 where rows are not whole 256-element blocks). */
+export const CONVERT_TYPES = Object.freeze(['q8_0', 'q4_k_m', 'q4_1', 'q4_0', 'f16', 'f32']);
 export const DEFAULT_CONVERT_TYPE = 'q8_0';
 const TOKEN_HOSTS = new Set(['huggingface.co', 'hf.co']);
 const REPO_RE = /^([A-Za-z0-9][\w.-]*)\/([A-Za-z0-9][\w.-]*)(?:@(.+))?$/;

@@ -146,7 +146,7 @@ export class MobileLLM {
    *   workerUrl/wasmUrl: files hosted elsewhere (wasmUrl: the single-thread build's .wasm, or an
    *   object mapping build names pkg, pkg-relaxed, pkg-mt, pkg-mt-relaxed to URLs). Checkpoints: hfToken for gated repositories (sent
    *   to huggingface.co only, never stored), hubUrl (default https://huggingface.co), revision
-   *   (default main), convertType q8_0 (default) | q4_1 | q4_0 | f16 | f32.
+   *   (default main), convertType q8_0 (default) | q4_k_m | q4_1 | q4_0 | f16 | f32.
    */
   static async load(url, opts = {}) {
     const { onProgress, signal, forceF32 = false, contextLength = 0, useCache = true, hfToken, hubUrl, revision, convertType } = opts;

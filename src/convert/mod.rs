@@ -11,6 +11,7 @@ mod checkpoint;
 pub mod fuzz;
 mod hf_config;
 mod layout;
+mod mix;
 mod pickle;
 mod requantize;
 mod source;
@@ -25,6 +26,8 @@ use std::path::Path;
 
 use checkpoint::Checkpoint;
 use hf_config::HfConfig;
+use mix::MixModel;
+pub use mix::OutputType;
 pub use requantize::{requantize, RequantizeReport};
 /// For other hosts of the checkpoint bytes (the browser reads its downloaded files by range
 /// through a JS callback: src/wasm_convert.rs).
@@ -64,6 +67,8 @@ pub struct ConvertReport {
     pub tied_embeddings: bool,
     /// Matrices kept in F16 because their rows are not a whole number of quantisation blocks.
     pub f16_fallback: Vec<String>,
+    /// How many tensors of each type the file holds (vectors included), in GgmlType::ALL order.
+    pub tensor_types: Vec<(GgmlType, usize)>,
     pub bytes_written: u64,
 }
 
@@ -88,6 +93,10 @@ impl std::fmt::Display for ConvertReport {
             if self.tied_embeddings { "tied" } else { "separate output" },
             self.bytes_written as f64 / 1e6
         )?;
+        if self.tensor_types.iter().filter(|(t, _)| !t.is_float()).count() > 1 {
+            let mix: Vec<String> = self.tensor_types.iter().map(|(t, n)| format!("{n} {}", t.name())).collect();
+            write!(f, "; tensors: {}", mix.join(", "))?;
+        }
         if !self.f16_fallback.is_empty() {
             write!(f, "; {} matrices kept in F16 (rows not a whole number of blocks)", self.f16_fallback.len())?;
         }
@@ -96,7 +105,7 @@ impl std::fmt::Display for ConvertReport {
 }
 
 /// Converts the Hugging Face checkpoint in `dir` (config.json, weights, tokenizer) to GGUF.
-pub fn convert_dir(dir: &Path, out: &mut impl Write, ty: GgmlType, progress: &mut dyn FnMut(ConvertProgress)) -> crate::Result<ConvertReport> {
+pub fn convert_dir(dir: &Path, out: &mut impl Write, ty: impl Into<OutputType>, progress: &mut dyn FnMut(ConvertProgress)) -> crate::Result<ConvertReport> {
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("model").to_string();
     convert_source(&DirFiles::new(dir), &name, out, ty, progress)
 }
@@ -106,16 +115,16 @@ pub fn convert_dir(dir: &Path, out: &mut impl Write, ty: GgmlType, progress: &mu
 pub fn convert_files(
     files: &BTreeMap<String, Vec<u8>>,
     out: &mut impl Write,
-    ty: GgmlType,
+    ty: impl Into<OutputType>,
     progress: &mut dyn FnMut(ConvertProgress),
 ) -> crate::Result<ConvertReport> {
     convert_source(&MapFiles::new(files), "model", out, ty, progress)
 }
 
-/// The GGUF types a conversion may write, by the names the CLI and the browser use (`f32`, `f16`,
-/// `q8_0`, `q4_0`, `q4_1`); BF16 is a source format only. None for any other name.
-pub fn output_type(name: &str) -> Option<GgmlType> {
-    GgmlType::parse_name(name).filter(|t| matches!(t, GgmlType::F32 | GgmlType::F16 | GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1))
+/// The output types a conversion may write, by the names the CLI and the browser use (`f32`,
+/// `f16`, `q8_0`, `q4_0`, `q4_1`, `q4_k_m`); None for any other name.
+pub fn output_type(name: &str) -> Option<OutputType> {
+    OutputType::parse(name)
 }
 
 /// Checks a config.json alone (supported model type, shapes), so a browser can refuse an
@@ -124,40 +133,11 @@ pub fn check_config(config_json: &[u8]) -> crate::Result<()> {
     HfConfig::parse(config_json).map(|_| ())
 }
 
-/// llama.cpp's `general.file_type` (LLAMA_FTYPE_*) for a whole-model type.
-pub fn file_type(ty: GgmlType) -> u32 {
-    match ty {
-        GgmlType::F32 => 0,
-        GgmlType::F16 => 1,
-        GgmlType::Q4_0 => 2,
-        GgmlType::Q4_1 => 3,
-        GgmlType::Q8_0 => 7,
-        GgmlType::BF16 => 32,
-        GgmlType::Q5_0 => 8,
-        GgmlType::Q5_1 => 9,
-        GgmlType::Q2_K => 10,
-        GgmlType::Q3_K => 12,
-        GgmlType::Q4_K => 14,
-        GgmlType::Q5_K => 16,
-        GgmlType::Q6_K => 18,
-    }
-}
-
-/// Norm vectors stay F32 (as llama.cpp keeps them); matrices take `ty`, or F16 when a row is
-/// not a whole number of blocks.
-fn tensor_type(shape: &[u64], ty: GgmlType) -> GgmlType {
-    match shape {
-        [_, cols] if cols % ty.block_len() as u64 != 0 => GgmlType::F16,
-        [_, _] => ty,
-        _ => GgmlType::F32,
-    }
-}
-
-fn write_model_metadata(w: &mut GgufWriter, cfg: &HfConfig, arch: &str, name: &str, ty: GgmlType) {
+fn write_model_metadata(w: &mut GgufWriter, cfg: &HfConfig, arch: &str, name: &str, ty: OutputType) {
     w.add_meta("general.architecture", MetaValue::String(arch.into()));
     w.add_meta("general.name", MetaValue::String(name.into()));
-    w.add_meta("general.file_type", MetaValue::U32(file_type(ty)));
-    if ty.block_len() > 1 {
+    w.add_meta("general.file_type", MetaValue::U32(ty.file_type()));
+    if ty.is_quantised() {
         w.add_meta("general.quantization_version", MetaValue::U32(2));
     }
     let u = |v: usize| MetaValue::U32(v as u32);
@@ -205,9 +185,10 @@ pub fn convert_source(
     files: &dyn Files,
     name: &str,
     out: &mut impl Write,
-    ty: GgmlType,
+    ty: impl Into<OutputType>,
     progress: &mut dyn FnMut(ConvertProgress),
 ) -> crate::Result<ConvertReport> {
+    let ty = ty.into();
     let cfg = HfConfig::parse(&files.open_required("config.json")?.read_all()?)?;
     let ckpt = Checkpoint::open(files)?;
     let names: Vec<String> = ckpt.tensors.keys().cloned().collect();
@@ -219,15 +200,18 @@ pub fn convert_source(
     let mut w = GgufWriter::new();
     write_model_metadata(&mut w, &cfg, arch, name, ty);
     vocab.write_metadata(&mut w);
+    let mix = MixModel { n_layers: cfg.n_layers, tied };
     let mut f16_fallback = Vec::new();
     for p in &plan {
-        let t = tensor_type(&p.shape, ty);
-        if t != ty && p.shape.len() == 2 {
+        let t = ty.tensor_type(&p.gguf_name, &p.shape, mix);
+        if t == GgmlType::F16 && p.shape.len() == 2 && ty != OutputType::Uniform(GgmlType::F16) {
             f16_fallback.push(p.gguf_name.clone());
         }
         let dims: Vec<u64> = p.shape.iter().rev().copied().collect();
         w.add_tensor(&p.gguf_name, &dims, t);
     }
+    let tensor_types: Vec<(GgmlType, usize)> =
+        GgmlType::ALL.into_iter().map(|t| (t, w.tensors.iter().filter(|e| e.2 == t).count())).filter(|&(_, n)| n > 0).collect();
 
     let count = Cell::new(0u64);
     let mut counting = Counting { inner: out, count: &count };
@@ -257,6 +241,7 @@ pub fn convert_source(
         block_repeat: cfg.block_repeat,
         tied_embeddings: tied,
         f16_fallback,
+        tensor_types,
         bytes_written: count.get(),
     })
 }

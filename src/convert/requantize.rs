@@ -7,7 +7,9 @@
 
 use std::io::Write;
 
+use super::{MixModel, OutputType};
 use crate::gguf::{GgufFile, GgufWriter, MetaValue};
+use crate::model::ModelConfig;
 use crate::quant::{dequantize, quantize, GgmlType};
 use crate::Error;
 
@@ -39,16 +41,13 @@ impl std::fmt::Display for RequantizeReport {
     }
 }
 
-/// Writes `bytes` (a GGUF file) to `out` with each 2-D matrix in `plan(name, dims)`'s type;
-/// vectors (norms) keep theirs. `file_type` becomes `general.file_type` (LLAMA_FTYPE_*).
-pub fn requantize<W: Write>(
-    bytes: &[u8],
-    out: &mut W,
-    plan: &dyn Fn(&str, &[u64]) -> GgmlType,
-    file_type: u32,
-    progress: &mut dyn FnMut(usize, usize, &str),
-) -> crate::Result<RequantizeReport> {
+/// Writes `bytes` (a GGUF model file) to `out` with each matrix in the type `ty` picks for it
+/// (the converter's rules: a uniform type, F16 where rows are not whole blocks, or the Q4_K_M
+/// mix); norms keep their type. `general.file_type` becomes `ty`'s.
+pub fn requantize<W: Write>(bytes: &[u8], out: &mut W, ty: OutputType, progress: &mut dyn FnMut(usize, usize, &str)) -> crate::Result<RequantizeReport> {
     let file = GgufFile::parse(bytes)?;
+    let cfg = ModelConfig::from_gguf(&file)?;
+    let mix = MixModel { n_layers: cfg.n_layers, tied: file.tensor("output.weight").is_none() };
     let mut w = GgufWriter::new();
     w.alignment = file.alignment;
     for (k, v) in &file.metadata {
@@ -56,10 +55,14 @@ pub fn requantize<W: Write>(
             w.add_meta(k, v.clone());
         }
     }
-    w.add_meta("general.file_type", MetaValue::U32(file_type));
-    w.add_meta("general.quantization_version", MetaValue::U32(2));
+    w.add_meta("general.file_type", MetaValue::U32(ty.file_type()));
+    if ty.is_quantised() {
+        w.add_meta("general.quantization_version", MetaValue::U32(2));
+    }
 
-    let targets: Vec<GgmlType> = file.tensors.iter().map(|t| if t.dims.len() >= 2 { plan(&t.name, &t.dims) } else { t.ty }).collect();
+    // The rules take PyTorch's [rows, cols]; GGUF lists dims fastest first.
+    let targets: Vec<GgmlType> =
+        file.tensors.iter().map(|t| if t.dims.len() == 2 { ty.tensor_type(&t.name, &[t.dims[1], t.dims[0]], mix) } else { t.ty }).collect();
     for (t, &ty) in file.tensors.iter().zip(&targets) {
         if t.dims[0] % ty.block_len() as u64 != 0 {
             return Err(Error::InvalidArgument(format!("{}: rows of {} are not whole {} blocks", t.name, t.dims[0], ty.name())));

@@ -1,11 +1,14 @@
 //! Tensor element types and their block formats (GGUF / ggml definitions), CPU dequantisation
 //! and quantisation (for test models and the converter). The 32-element types are here; the
 //! Q5 types and the 256-element K-quants (super-blocks of 8 or 16 sub-blocks with their own
-//! scales) are in `kquants` (dequantisation) and `kquantize` (ggml's reference quantisers);
-//! `random` writes valid random blocks of any type for tests.
+//! scales) are in `kquants` (dequantisation) and `kquantize` (ggml's reference quantisers, with
+//! their per-group scale searches in `search`); `random` writes valid random blocks of any type
+//! for tests. Every quantiser reproduces llama.cpp's bytes (tests/quant.rs runs its library).
 
+mod kquantize;
 mod kquants;
 mod random;
+mod search;
 
 pub use random::random_blocks;
 
@@ -216,8 +219,8 @@ pub fn quantize(ty: GgmlType, x: &[f32]) -> crate::Result<Vec<u8>> {
         GgmlType::Q8_0 => x.chunks_exact(32).for_each(|b| quantize_block_q8_0(b, &mut out)),
         GgmlType::Q4_0 => x.chunks_exact(32).for_each(|b| quantize_block_q4_0(b, &mut out)),
         GgmlType::Q4_1 => x.chunks_exact(32).for_each(|b| quantize_block_q4_1(b, &mut out)),
-        _ => {
-            return Err(crate::Error::InvalidArgument(format!("quantize {}: no quantiser for this type", ty.name())));
+        GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => {
+            kquantize::quantize_into(ty, x, &mut out)
         }
     }
     debug_assert_eq!(out.len() as u64, size);
@@ -246,18 +249,26 @@ pub fn f32_to_bf16(v: f32) -> u16 {
     (u.wrapping_add(0x7fff + ((u >> 16) & 1)) >> 16) as u16
 }
 
-/// C's `(int8_t)f` for the in-range values the quantisers produce: truncation toward zero.
-fn trunc_i8(f: f32) -> i32 {
-    f as i8 as i32
+/// C's `(int8_t)f` as x86-64 compiles it (cvttss2si to a 32-bit integer, then the low byte):
+/// in-range values truncate toward zero; NaN and values past ±2^31 become 0x80000000, so 0.
+/// ggml's reference quantisers rely on it only for degenerate blocks (a subnormal maximum makes
+/// 1/d infinite), where C leaves the result undefined: this is what llama.cpp's x86 builds give.
+pub(super) fn c_float_to_i8(f: f32) -> i8 {
+    if f.is_nan() || f.abs() >= 2_147_483_648.0 {
+        0
+    } else {
+        f as i32 as i8
+    }
 }
 
 /// quantize_row_q8_0_ref: d = amax / 127, q = roundf(x / d) (half away from zero).
 fn quantize_block_q8_0(x: &[f32], out: &mut Vec<u8>) {
-    let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+    // C's MAX(a, b) = a > b ? a : b, so a NaN takes over (then yields to the next value) as in ggml.
+    let amax = x.iter().fold(0f32, |a, v| if a > v.abs() { a } else { v.abs() });
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     put_f16(out, d);
-    out.extend(x.iter().map(|&v| (v * id).round() as i8 as u8));
+    out.extend(x.iter().map(|&v| c_float_to_i8((v * id).round()) as u8));
 }
 
 /// quantize_row_q4_0_ref: d = max / -8 with `max` the value of largest magnitude (sign kept),
@@ -274,9 +285,9 @@ fn quantize_block_q4_0(x: &[f32], out: &mut Vec<u8>) {
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     put_f16(out, d);
     for j in 0..16 {
-        let lo = trunc_i8(x[j] * id + 8.5).min(15);
-        let hi = trunc_i8(x[j + 16] * id + 8.5).min(15);
-        out.push((lo | (hi << 4)) as u8);
+        let lo = c_float_to_i8(x[j] * id + 8.5).min(15) as u8;
+        let hi = c_float_to_i8(x[j + 16] * id + 8.5).min(15) as u8;
+        out.push(lo | (hi << 4));
     }
 }
 
@@ -296,8 +307,8 @@ fn quantize_block_q4_1(x: &[f32], out: &mut Vec<u8>) {
     put_f16(out, d);
     put_f16(out, min);
     for j in 0..16 {
-        let lo = trunc_i8((x[j] - min) * id + 0.5).min(15);
-        let hi = trunc_i8((x[j + 16] - min) * id + 0.5).min(15);
-        out.push((lo | (hi << 4)) as u8);
+        let lo = c_float_to_i8((x[j] - min) * id + 0.5).min(15) as u8;
+        let hi = c_float_to_i8((x[j + 16] - min) * id + 0.5).min(15) as u8;
+        out.push(lo | (hi << 4));
     }
 }

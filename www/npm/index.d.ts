@@ -107,14 +107,15 @@ export interface LoadOptions {
   convertType?: ConvertType;
 }
 
-export type ConvertType = 'q8_0' | 'q4_1' | 'q4_0' | 'f16' | 'f32';
+export type ConvertType = 'q8_0' | 'q4_k_m' | 'q4_1' | 'q4_0' | 'f16' | 'f32';
 
 /** How a Hugging Face checkpoint was converted in the browser (first load only). */
 export interface ConversionStats {
   report: {
     type: string; arch: string; source_format: string; tokenizer_source: string; n_tensors: number; n_params: number;
     n_vocab: number; n_layers: number; block_repeat: number; tied_embeddings: boolean; f16_fallback: string[];
-    bytes_written: number; summary: string;
+    /** Tensors per GGUF type, e.g. {F32: 61, Q5_0: 150, Q6_K: 14, ...}. */
+    tensor_types: Record<string, number>; bytes_written: number; summary: string;
   };
   download_bytes: number;
   /** Where the checkpoint was kept while converting. */

@@ -302,7 +302,8 @@ pub fn convert(raw: &[String]) -> CliResult {
     let dir = std::path::PathBuf::from(args.required("hf")?);
     let out_path = args.required("out")?.to_string();
     let ty_name = args.str("type").unwrap_or("f16");
-    let ty = mobilellm_web::convert::output_type(ty_name).ok_or_else(|| CliError::Usage(format!("--type {ty_name:?}: use f32, f16, q8_0, q4_0 or q4_1")))?;
+    let ty =
+        mobilellm_web::convert::output_type(ty_name).ok_or_else(|| CliError::Usage(format!("--type {ty_name:?}: use f32, f16, q8_0, q4_0, q4_1 or q4_k_m")))?;
     // Write to a temporary name and rename at the end: a failed conversion leaves no broken file.
     let tmp_path = format!("{out_path}.part");
     let file = std::fs::File::create(&tmp_path).map_err(|e| Error::Io(format!("{tmp_path}: {e}")))?;

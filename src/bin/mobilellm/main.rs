@@ -15,7 +15,7 @@ const USAGE: &str = "usage: mobilellm <generate|logits|tokenize|info|bench|conve
   tokenize --model M --text TEXT [--json]
   info     --model M [BACKEND]
   bench    --model M [--prompt-len 128] [--gen 128] [--profile] [--json] [BACKEND]
-  convert  --hf DIR --out M.gguf [--type f32|f16|q8_0|q4_0|q4_1]
+  convert  --hf DIR --out M.gguf [--type f32|f16|q8_0|q4_0|q4_1|q4_k_m]
   quantize --model M.gguf --out OUT.gguf --type TYPE (as convert's)
 BACKEND: [--backend auto|gpu|cpu] (auto: the GPU unless wgpu finds only a software one)
          [--threads N] [--kv f16|f32] (CPU backend)  [--f32|--f16] (GPU backend)";
