@@ -168,3 +168,52 @@ fn llama_cpp_agrees_with_the_reference() {
         eprintln!("llama.cpp {:>20}: worst {worst:.2} of the bound", case.name);
     }
 }
+
+/// The real model as a Q4_K_M file: SmolLM2-135M requantised from its Q4_1 GGUF with
+/// `convert::requantize` (llama.cpp's mix for width 576: Q5_0 and Q8_0 fallbacks, Q4_K / Q6_K
+/// ffn_down, a Q8_0 embedding), left at target/kquant-models/smollm2-q4_k_m.gguf for the
+/// benchmarks. Teacher-forced over a prompt and its continuation from tests/data: both backends
+/// against the reference, llama.cpp against the reference, top-1 where the margin is clear.
+#[test]
+fn smollm2_as_q4_k_m_agrees_with_llama_cpp() {
+    let model =
+        std::env::var_os("MOBILELLM_MODEL").map(std::path::PathBuf::from).unwrap_or_else(|| common::cache_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf"));
+    let q41 = std::fs::read(&model).unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch_model.sh)", model.display()));
+    let mut bytes = Vec::new();
+    let report = mobilellm_web::convert::requantize(&q41, &mut bytes, mobilellm_web::convert::OutputType::Q4KM, &mut |_, _, _| {}).unwrap();
+    eprintln!("requantised: {report}");
+    let count = |t: &str| report.types.iter().find(|(n, _)| n == t).map_or(0, |e| e.1);
+    assert_eq!((count("Q4_K"), count("Q6_K"), count("Q5_0"), count("Q8_0")), (16, 14, 166, 15), "llama.cpp's Q4_K_M mix for SmolLM2");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kquant-models");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("smollm2-q4_k_m.gguf");
+    std::fs::write(&path, &bytes).unwrap();
+
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/smollm2_greedy.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let case = &v["prompts"][0];
+    let ids = |x: &serde_json::Value| x.as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect::<Vec<_>>();
+    let toks: Vec<u32> = ids(&case["prompt_tokens"]).into_iter().chain(ids(&case["tokens"])).take(40).collect();
+    let want = reference(&bytes, &toks);
+
+    let m = LoadedModel::load_cpu(bytes.clone(), Pool::new(2), KvType::F32).unwrap();
+    let worst = check("SmolLM2 Q4_K_M cpu", &pairs(&top(m, 16, &toks)), &want, TOL_F32);
+    eprintln!("SmolLM2 Q4_K_M cpu: worst {worst:.2} of the bound");
+    let m = LoadedModel::load(Rc::new(common::gpu(true)), &bytes).unwrap();
+    let worst = check("SmolLM2 Q4_K_M gpu", &pairs(&top(m, 16, &toks)), &want, TOL_F32);
+    eprintln!("SmolLM2 Q4_K_M gpu f32: worst {worst:.2} of the bound");
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama_cpp_logits.mjs");
+    let list = toks.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(",");
+    let out = Command::new("node").arg(&script).arg(&path).arg(&list).output().expect("node runs");
+    assert!(out.status.success(), "node-llama-cpp failed: {}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<Vec<(u32, f32)>> = json["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|top| top.as_array().unwrap().iter().map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap() as f32)).collect())
+        .collect();
+    let worst = check("SmolLM2 Q4_K_M llama.cpp", &rows, &want, TOL_LLAMA_CPP);
+    eprintln!("SmolLM2 Q4_K_M llama.cpp: worst {worst:.2} of the bound");
+}
