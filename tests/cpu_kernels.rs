@@ -223,14 +223,16 @@ fn q5_and_k_quant_extremes() {
 /// Several products in one region (q, k, v of a layer, of different types), Accumulate adds.
 #[test]
 fn matmul_several_products_accumulate() {
-    let pools = pools();
     let mut rng = Rng(11);
-    let (cols, tokens) = (576, 3);
-    let ws = [
-        weights(&mut rng, GgmlType::Q4_1, 576, cols, 0.2),
-        weights(&mut rng, GgmlType::Q8_0, 194, cols, 0.2),
-        weights(&mut rng, GgmlType::Q4_0, 190, cols, 0.2),
-    ];
+    several_products(&mut rng, 576, [(GgmlType::Q4_1, 576), (GgmlType::Q8_0, 194), (GgmlType::Q4_0, 190)]);
+    // A Q4_K_M layer's mix: K-quants next to their Q5_0 fallback.
+    several_products(&mut rng, 512, [(GgmlType::Q4_K, 256), (GgmlType::Q6_K, 130), (GgmlType::Q5_0, 66)]);
+}
+
+fn several_products(rng: &mut Rng, cols: usize, types: [(GgmlType, usize); 3]) {
+    let pools = pools();
+    let tokens = 3;
+    let ws = types.map(|(ty, rows)| weights(rng, ty, rows, cols, 0.2));
     let x = rng.vec(tokens * cols, 1.0);
     let mut acts = Acts::new();
     acts.prepare(&x, tokens, cols);
@@ -261,8 +263,9 @@ fn matmul_several_products_accumulate() {
 fn swiglu_matches_reference() {
     let pools = pools();
     let mut rng = Rng(13);
-    for ty in [GgmlType::Q4_1, GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16] {
-        for (rows, cols, tokens) in [(1536, 576, 1), (37, 64, 7), (13, 96, 33)] {
+    for ty in [GgmlType::Q4_1, GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q6_K] {
+        let shapes = if ty.is_k_quant() { [(1536, 512, 1), (37, 256, 7), (13, 512, 33)] } else { [(1536, 576, 1), (37, 64, 7), (13, 96, 33)] };
+        for (rows, cols, tokens) in shapes {
             let (g, u) = (weights(&mut rng, ty, rows, cols, 0.2), weights(&mut rng, ty, rows, cols, 0.2));
             let x = rng.vec(tokens * cols, 1.0);
             let mut acts = Acts::new();
