@@ -1,7 +1,7 @@
 //! wasm simd128 tiles (4 rows x up to TT tokens) for the Q5 types and the K-quants; each returns
-//! exactly what kquant_scalar.rs returns. The relaxed-SIMD build runs these too (its i8 x i7 dot
-//! does not fit weights with scales folded in or 5-6 bit quants against split activations; the
-//! integers are the same either way).
+//! exactly what kquant_scalar.rs returns. The relaxed-SIMD build runs these too for these types
+//! (its i8 x i7 dot could take the 2-6 bit quants against the split activations as relaxed.rs does
+//! for Q4; not done yet: the integers, and so the results, would be the same).
 //!
 //! As in wasm.rs, quants are unpacked with 16-bit lane operations: 16 bytes viewed as 8 u16 lanes
 //! give the even elements from the low bytes and the odd ones from the high bytes, shifted and
