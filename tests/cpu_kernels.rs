@@ -9,7 +9,8 @@
 //!   integer dots are exact; the float part rounds d_w*d_x, isum, the product and the sum (and
 //!   the Q4_1 min term twice more) per block, so at most (2*blocks + 8) u * S, with S = sum of
 //!   the magnitudes of the terms (|d q| and |m| apart for Q4_1, whose dequantised reference
-//!   weight is itself rounded once).
+//!   weight is itself rounded once; the Q5 and K-quant types likewise per 32-element piece, with
+//!   |w| + 2|b| for an element w = a - b whose min term b the kernels add apart).
 //! - float weights: 16 lanes of cols/16 sequential additions and a 4-level tree:
 //!   (cols/16 + 8) u * sum |w x|. The same formula as above with blocks = cols/32.
 //! - the reference rounds its f64 result to f32 once more: 0.5 ulp of the result.
