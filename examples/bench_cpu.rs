@@ -29,7 +29,8 @@ impl Rng {
     }
 }
 
-/// Random GGUF bytes: any quant pattern is valid; scales set to a sane f16.
+/// Random GGUF bytes: any quant pattern is valid; scales set to a sane f16 (the Q5 and K-quant
+/// types: `quant::random_blocks`).
 fn tensor(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
     let n = rows * cols;
     let mut out = Vec::with_capacity(ty.bytes_for(n as u64).unwrap() as usize);
@@ -37,6 +38,7 @@ fn tensor(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
         GgmlType::F32 => (0..n).for_each(|_| out.extend(rng.f().to_le_bytes())),
         GgmlType::F16 => (0..n).for_each(|_| out.extend(half::f16::from_f32(rng.f()).to_le_bytes())),
         GgmlType::BF16 => (0..n).for_each(|_| out.extend(half::bf16::from_f32(rng.f()).to_le_bytes())),
+        _ if !GgmlType::CLASSIC.contains(&ty) => return mobilellm_web::quant::random_blocks(ty, n, 0.3, rng.next()).unwrap(),
         _ => {
             let bb = ty.block_bytes();
             let scales = if ty == GgmlType::Q4_1 { 2 } else { 1 };
@@ -50,6 +52,17 @@ fn tensor(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The type llama.cpp writes instead of a K-quant for rows that are not whole super-blocks.
+fn fallback(ty: GgmlType) -> GgmlType {
+    match ty {
+        GgmlType::Q2_K | GgmlType::Q3_K => GgmlType::Q4_0,
+        GgmlType::Q4_K => GgmlType::Q5_0,
+        GgmlType::Q5_K => GgmlType::Q5_1,
+        GgmlType::Q6_K => GgmlType::Q8_0,
+        other => other,
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -96,11 +109,16 @@ fn main() {
     println!("pool: empty region {empty:.2} µs; region of {} x 5 µs parts: {busy:.2} µs (sync cost {:.2} µs), medians", pool.threads(), busy - 5.0);
 
     let mut rng = Rng(0x2545F4914F6CDD1D);
-    let shapes: [(&str, usize, usize); 5] = [
+    // SmolLM2-135M's shapes, and two more with rows of 1536 (a multiple of the K-quants' 256) so
+    // that every type has a few shapes to compare per weight byte; a type runs the shapes whose
+    // rows are whole blocks of it.
+    let shapes: [(&str, usize, usize); 7] = [
         ("q/o 576x576", 576, 576),
         ("k/v 192x576", 192, 576),
         ("gate+up 2x1536x576", 1536, 576),
         ("down 576x1536", 576, 1536),
+        ("1536x1536", 1536, 1536),
+        ("4608x1536", 4608, 1536),
         ("logits 49152x576", 49152, 576),
     ];
     println!("{:<22} {:>5} | {:>9} {:>7} | {:>10} {:>7} {:>8}", "shape", "type", "decode ms", "GB/s", "prefill ms", "GB/s", "tok/s");
@@ -110,7 +128,7 @@ fn main() {
             let swiglu = name.starts_with("gate");
             let mats = if swiglu { 2 } else { 1 };
             let one = ty.bytes_for((rows * cols) as u64).unwrap() as usize * mats;
-            if quick && rows == 49152 && ty != GgmlType::Q8_0 {
+            if (quick && rows == 49152 && ty != GgmlType::Q8_0) || !cols.is_multiple_of(ty.block_len()) {
                 continue;
             }
             let copies = (64 << 20) / one + 1;
@@ -142,25 +160,21 @@ fn main() {
     let (dim, kv, ffn, vocab, layers) = (576, 192, 1536, 49152, 30);
     let logits_w = tensor(&mut rng, GgmlType::Q8_0, vocab, dim);
     for &ty in types.iter().filter(|t| **t != GgmlType::F32 || !quick) {
-        let lw: Vec<[Vec<u8>; 7]> = (0..layers)
+        // The K-quants cannot hold rows of 576: those matrices take llama.cpp's fallback type
+        // (as in SmolLM2's Q4_K_M file, whose K-quant matrices are only ffn_down).
+        let on = |cols: usize| if cols.is_multiple_of(ty.block_len()) { ty } else { fallback(ty) };
+        let lw: Vec<[(GgmlType, Vec<u8>); 7]> = (0..layers)
             .map(|_| {
-                [
-                    tensor(&mut rng, ty, dim, dim),
-                    tensor(&mut rng, ty, kv, dim),
-                    tensor(&mut rng, ty, kv, dim),
-                    tensor(&mut rng, ty, dim, dim),
-                    tensor(&mut rng, ty, ffn, dim),
-                    tensor(&mut rng, ty, ffn, dim),
-                    tensor(&mut rng, ty, dim, ffn),
-                ]
+                [(dim, dim), (kv, dim), (kv, dim), (dim, dim), (ffn, dim), (ffn, dim), (dim, ffn)]
+                    .map(|(rows, cols)| (on(cols), tensor(&mut rng, on(cols), rows, cols)))
             })
             .collect();
-        let bytes: usize = lw.iter().flatten().map(Vec::len).sum::<usize>() + logits_w.len();
+        let bytes: usize = lw.iter().flatten().map(|(_, d)| d.len()).sum::<usize>() + logits_w.len();
         let x: Vec<f32> = (0..dim).map(|_| rng.f()).collect();
         let (mut a, mut a2) = (Acts::new(), Acts::new());
         let (mut q, mut k, mut v, mut h, mut g) = (vec![0f32; dim], vec![0f32; kv], vec![0f32; kv], x.clone(), vec![0f32; ffn]);
         let mut logits = vec![0f32; vocab];
-        let m = |d: &[u8], rows, cols| QMatrix { ty, rows, cols, data: unsafe { std::slice::from_raw_parts(d.as_ptr(), d.len()) } };
+        let m = |(ty, d): &(GgmlType, Vec<u8>), rows, cols| QMatrix { ty: *ty, rows, cols, data: unsafe { std::slice::from_raw_parts(d.as_ptr(), d.len()) } };
         let secs = time(if quick { 5 } else { 15 }, |_| {
             for l in &lw {
                 a.prepare(&h, 1, dim);
@@ -195,7 +209,7 @@ fn main() {
         });
         println!(
             "decode step, {} layers + Q8_0 logits: {:.2} ms = {:.1} tok/s (matrix part), {:.1} GB/s over {:.1} MB; top-40 candidates {:.3} ms",
-            ty.name(),
+            if ty.is_k_quant() { format!("{} (rows of 576: {})", ty.name(), fallback(ty).name()) } else { ty.name().to_string() },
             secs * 1e3,
             1.0 / secs,
             bytes as f64 / secs / 1e9,

@@ -9,7 +9,8 @@
 //!   integer dots are exact; the float part rounds d_w*d_x, isum, the product and the sum (and
 //!   the Q4_1 min term twice more) per block, so at most (2*blocks + 8) u * S, with S = sum of
 //!   the magnitudes of the terms (|d q| and |m| apart for Q4_1, whose dequantised reference
-//!   weight is itself rounded once).
+//!   weight is itself rounded once; the Q5 and K-quant types likewise per 32-element piece, with
+//!   |w| + 2|b| for an element w = a - b whose min term b the kernels add apart).
 //! - float weights: 16 lanes of cols/16 sequential additions and a 4-level tree:
 //!   (cols/16 + 8) u * sum |w x|. The same formula as above with blocks = cols/32.
 //! - the reference rounds its f64 result to f32 once more: 0.5 ulp of the result.
@@ -20,7 +21,7 @@ mod common;
 use common::Rng;
 use mobilellm_web::cpu::kernels::*;
 use mobilellm_web::cpu::ops;
-use mobilellm_web::quant::{dequantize, quantize};
+use mobilellm_web::quant::{dequantize, quantize, random_blocks};
 use mobilellm_web::sampler::{candidates_from_logits, SamplingParams};
 
 const U: f64 = 1.0 / (1u64 << 24) as f64;
@@ -39,16 +40,46 @@ struct Weights {
     mag: Vec<f32>,
 }
 
+/// Byte offset of the f16 scale d (D) in a block of a Q5 or K-quant type.
+fn d_offset(ty: GgmlType) -> usize {
+    match ty {
+        GgmlType::Q2_K => 80,
+        GgmlType::Q3_K => 108,
+        GgmlType::Q6_K => 208,
+        _ => 0,
+    }
+}
+
+/// Random weights: the classic types quantised from uniform values, the Q5 and K-quant types as
+/// random valid blocks (elements within about ±scale).
 fn weights(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize, scale: f32) -> Weights {
-    let bytes = quantize(ty, &rng.vec(rows * cols, scale)).unwrap();
+    let bytes = if GgmlType::CLASSIC.contains(&ty) {
+        quantize(ty, &rng.vec(rows * cols, scale)).unwrap()
+    } else {
+        random_blocks(ty, rows * cols, scale, rng.next_u64()).unwrap()
+    };
+    weights_from(ty, rows, cols, bytes)
+}
+
+fn weights_from(ty: GgmlType, rows: usize, cols: usize, bytes: Vec<u8>) -> Weights {
     let deq = dequantize(ty, &bytes, rows * cols).unwrap();
     let mag = if ty == GgmlType::Q4_1 {
         bytes
             .chunks_exact(20)
             .flat_map(|b| (0..32).map(move |j| (b[4 + j % 16] >> (4 * (j / 16)) & 15) as f32 * f16_at(b, 0).abs() + f16_at(b, 2).abs()))
             .collect()
-    } else {
+    } else if GgmlType::CLASSIC.contains(&ty) {
         deq.iter().map(|v| v.abs()).collect()
+    } else {
+        // w = a - b with a the scaled quant and b the min term (0 for types without mins), which
+        // the kernels add separately: |a| + |b| <= |w| + 2|b|, and b is what the block
+        // dequantises to with D = 0 (Q5_1: q*0 + m; Q2_K, Q4_K, Q5_K: 0*sc*q - Dmin*m).
+        let mut no_d = bytes.clone();
+        for blk in no_d.chunks_exact_mut(ty.block_bytes()) {
+            blk[d_offset(ty)..d_offset(ty) + 2].fill(0);
+        }
+        let b = dequantize(ty, &no_d, rows * cols).unwrap();
+        deq.iter().zip(&b).map(|(w, b)| w.abs() + 2.0 * b.abs()).collect()
     };
     Weights { ty, rows, cols, bytes, deq, mag }
 }
@@ -62,7 +93,7 @@ impl Weights {
     fn bound(&self, x: &[f32], t: usize, r: usize) -> f64 {
         let cols = self.cols;
         let (xr, wr, mr) = (&x[t * cols..][..cols], &self.deq[r * cols..][..cols], &self.mag[r * cols..][..cols]);
-        let quantised = self.ty.block_len() == 32;
+        let quantised = !self.ty.is_float();
         let mut b = 0.0;
         for ((xb, wb), mb) in xr.chunks(32).zip(wr.chunks(32)).zip(mr.chunks(32)) {
             let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
@@ -111,7 +142,7 @@ fn pools() -> Vec<Pool> {
 /// The selftest's digest of all its results. The same value was obtained in wasm (simd128 and
 /// relaxed-simd builds, in Chromium): a change here means the canonical arithmetic changed, and
 /// the browser and native would disagree unless every build changes with it.
-const SELFTEST_DIGEST: &str = "2322f19aac0cd49e";
+const SELFTEST_DIGEST: &str = "25527a22199411e0";
 
 #[test]
 fn selftest_is_ok() {
@@ -129,7 +160,12 @@ fn matmul_every_type_and_shape() {
     let pools = pools();
     let mut rng = Rng(7);
     for ty in GgmlType::ALL {
-        let col_set: &[usize] = if ty.block_len() == 32 { &[32, 64, 576, 1536] } else { &[16, 40, 96, 100, 576] };
+        let col_set: &[usize] = match ty.block_len() {
+            256 => &[256, 512, 1536],
+            32 if !GgmlType::CLASSIC.contains(&ty) => &[32, 96, 576],
+            32 => &[32, 64, 576, 1536],
+            _ => &[16, 40, 96, 100, 576],
+        };
         for &cols in col_set {
             for rows in [1, 5, 37] {
                 let w = weights(&mut rng, ty, rows, cols, 0.3);
@@ -147,17 +183,57 @@ fn matmul_every_type_and_shape() {
     }
 }
 
+/// Blocks at the corners of each Q5 / K-quant format (every byte 0x00, 0xFF, 0x80, 0x7F or 0x55,
+/// then fixed f16 scales) against activations at full scale (all |x| equal, so every quantised
+/// activation is +-16383): the integer sums reach their bounds, e.g. Q6_K's 16383 * 2^17 with
+/// every quant 0 (w = -32) and every scale -128, or Q5_K's 63 * 31 * 16383 * 32 with all bits
+/// set. Exact (overflow checks are on in this build), identical everywhere, within the bound.
+#[test]
+fn q5_and_k_quant_extremes() {
+    let pools = pools();
+    let (rows, cols, tokens) = (5, 512, 3);
+    // Token 0: all +1, token 1: all -1, token 2: alternating.
+    let x: Vec<f32> = (0..tokens * cols).map(|i| [1.0, -1.0, if i % 2 == 0 { 1.0 } else { -1.0 }][i / cols]).collect();
+    let mut acts = Acts::new();
+    acts.prepare(&x, tokens, cols);
+    for ty in GgmlType::K_AND_Q5 {
+        for fill in [0x00u8, 0xFF, 0x80, 0x7F, 0x55] {
+            let mut bytes = vec![fill; ty.bytes_for((rows * cols) as u64).unwrap() as usize];
+            for blk in bytes.chunks_exact_mut(ty.block_bytes()) {
+                if ty == GgmlType::Q6_K && fill == 0x80 {
+                    blk[..192].fill(0);
+                }
+                blk[d_offset(ty)..d_offset(ty) + 2].copy_from_slice(&half::f16::from_f32(0.01).to_le_bytes());
+                let min_at = match ty {
+                    GgmlType::Q2_K => Some(82),
+                    GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => Some(2),
+                    _ => None,
+                };
+                if let Some(at) = min_at {
+                    blk[at..at + 2].copy_from_slice(&half::f16::from_f32(0.02).to_le_bytes());
+                }
+            }
+            let w = weights_from(ty, rows, cols, bytes);
+            let got = matmul_all(&acts, w.m(), &vec![0.0; tokens * rows], Epilogue::Store, &pools);
+            let want = ops::matmul(&x, &w.deq, rows, cols);
+            check_close(&format!("{} filled with {fill:#04x}", ty.name()), &got, &want, |i| w.bound(&x, i / rows, i % rows));
+        }
+    }
+}
+
 /// Several products in one region (q, k, v of a layer, of different types), Accumulate adds.
 #[test]
 fn matmul_several_products_accumulate() {
-    let pools = pools();
     let mut rng = Rng(11);
-    let (cols, tokens) = (576, 3);
-    let ws = [
-        weights(&mut rng, GgmlType::Q4_1, 576, cols, 0.2),
-        weights(&mut rng, GgmlType::Q8_0, 194, cols, 0.2),
-        weights(&mut rng, GgmlType::Q4_0, 190, cols, 0.2),
-    ];
+    several_products(&mut rng, 576, [(GgmlType::Q4_1, 576), (GgmlType::Q8_0, 194), (GgmlType::Q4_0, 190)]);
+    // A Q4_K_M layer's mix: K-quants next to their Q5_0 fallback.
+    several_products(&mut rng, 512, [(GgmlType::Q4_K, 256), (GgmlType::Q6_K, 130), (GgmlType::Q5_0, 66)]);
+}
+
+fn several_products(rng: &mut Rng, cols: usize, types: [(GgmlType, usize); 3]) {
+    let pools = pools();
+    let tokens = 3;
+    let ws = types.map(|(ty, rows)| weights(rng, ty, rows, cols, 0.2));
     let x = rng.vec(tokens * cols, 1.0);
     let mut acts = Acts::new();
     acts.prepare(&x, tokens, cols);
@@ -188,8 +264,9 @@ fn matmul_several_products_accumulate() {
 fn swiglu_matches_reference() {
     let pools = pools();
     let mut rng = Rng(13);
-    for ty in [GgmlType::Q4_1, GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16] {
-        for (rows, cols, tokens) in [(1536, 576, 1), (37, 64, 7), (13, 96, 33)] {
+    for ty in [GgmlType::Q4_1, GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q6_K] {
+        let shapes = if ty.is_k_quant() { [(1536, 512, 1), (37, 256, 7), (13, 512, 33)] } else { [(1536, 576, 1), (37, 64, 7), (13, 96, 33)] };
+        for (rows, cols, tokens) in shapes {
             let (g, u) = (weights(&mut rng, ty, rows, cols, 0.2), weights(&mut rng, ty, rows, cols, 0.2));
             let x = rng.vec(tokens * cols, 1.0);
             let mut acts = Acts::new();
@@ -442,9 +519,10 @@ fn a_panicking_part_panics_the_caller() {
 fn dequantize_row_is_the_reference() {
     let mut rng = Rng(31);
     for ty in GgmlType::ALL {
-        let w = weights(&mut rng, ty, 5, 64, 1.0);
-        let mut row = vec![0f32; 64];
+        let cols = if ty.is_k_quant() { 512 } else { 64 };
+        let w = weights(&mut rng, ty, 5, cols, 1.0);
+        let mut row = vec![0f32; cols];
         w.m().dequantize_row(3, &mut row);
-        assert_eq!(bits(&row), bits(&w.deq[3 * 64..4 * 64]), "{ty:?}");
+        assert_eq!(bits(&row), bits(&w.deq[3 * cols..4 * cols]), "{ty:?}");
     }
 }

@@ -1,7 +1,8 @@
 //! Activations prepared once per product input and shared by every product that reads them.
 //!
-//! Quantised weights (Q8_0, Q4_0, Q4_1) are multiplied with 15-bit integer activations: each row
-//! is cut into blocks of 32 (the weights' block), d = amax / 16383, q = round-half-even(x * 16383
+//! Quantised weights (every block type) are multiplied with 15-bit integer activations: each row
+//! is cut into blocks of 32 (the classic types' block, an eighth of a K-quant super-block),
+//! d = amax / 16383, q = round-half-even(x * 16383
 //! / amax). 15 bits (not 16) so that the relaxed-SIMD build can split q into a signed byte and a
 //! 7-bit byte (q = 128*hi + lo) and still compute the same integers as every other build. The
 //! per-element error (amax/32766) is 128x smaller than llama.cpp's 8-bit activations: the products
@@ -25,6 +26,14 @@ pub struct Acts {
     pub(crate) d: Vec<f32>,
     pub(crate) sx: Vec<f32>,
     pub(crate) sum: Vec<i32>,
+    /// [T, nb] sum(q) of the first 16 elements of each block: the K-quants with a scale per 16
+    /// elements need each half's sum (the second half's is sum - sum16).
+    pub(crate) sum16: Vec<i32>,
+    /// [T, cols] x86_64: q per block in the order in which the AVX2 kernels of the Q5 and K-quant
+    /// types widen 32 weight bytes to i16 (unpacklo/hi_epi8, per 128-bit lane): elements
+    /// [0..8, 16..24] then [8..16, 24..32]. Each 128-bit lane then holds one 16-element half.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) qx: Vec<i16>,
     /// [T, cols] q in the order the wasm kernels unpack weights: per block the even then the odd
     /// elements of 0..16, then the even and the odd elements of 16..32 (see wasm.rs).
     #[cfg(target_arch = "wasm32")]
@@ -67,6 +76,9 @@ impl Acts {
         self.d.clear();
         self.sx.clear();
         self.sum.clear();
+        self.sum16.clear();
+        #[cfg(target_arch = "x86_64")]
+        self.qx.clear();
         #[cfg(target_arch = "wasm32")]
         self.qp.clear();
         #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
@@ -90,7 +102,12 @@ impl Acts {
             self.q.extend_from_slice(&q);
             self.d.push(d);
             self.sum.push(sum);
+            self.sum16.push(q[..16].iter().map(|&v| v as i32).sum());
             self.sx.push(d * sum as f32);
+            #[cfg(target_arch = "x86_64")]
+            for r in [0..8, 16..24, 8..16, 24..32] {
+                self.qx.extend_from_slice(&q[r]);
+            }
             #[cfg(target_arch = "wasm32")]
             {
                 for h in [0, 16] {

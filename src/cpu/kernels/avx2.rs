@@ -22,7 +22,7 @@ pub(crate) unsafe fn q_tile4(w: &QMatrix, row0: usize, acts: &Acts, t0: usize, t
         GgmlType::Q8_0 => q_tile::<Q8_0>(w, row0, acts, t0, t1, acc),
         GgmlType::Q4_0 => q_tile::<Q4_0>(w, row0, acts, t0, t1, acc),
         GgmlType::Q4_1 => q_tile::<Q4_1>(w, row0, acts, t0, t1, acc),
-        _ => unreachable!(),
+        _ => super::kquant_avx2::q_tile4(w, row0, acts, t0, t1, acc),
     }
 }
 

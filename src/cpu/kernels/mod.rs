@@ -8,7 +8,9 @@
 //! scalar.rs; the SIMD files mirror it. In short:
 //! - quantised weights x 15-bit activations (acts.rs): per block of 32 an exact integer dot
 //!   `isum`, then per row and token `acc = acc + (d_w*d_x)*isum` (+ `m_w*(d_x*sum_x)` for Q4_1,
-//!   as a second addition), blocks in order;
+//!   as a second addition), blocks in order; the Q5 types and the K-quants the same way per
+//!   32-element piece, with their integer sub-block scales inside isum and their mins as a
+//!   second term (kquant_scalar.rs);
 //! - float weights x f32 activations: element c goes to lane c%16, each lane `l = l + w*x` in
 //!   order, then the fixed tree ((l[i]+l[i+8]) + (l[i+4]+l[i+12])) ... (`reduce16`);
 //! - no FMA, no libm: exp/log/sin/cos are portable (math.rs).
@@ -30,6 +32,7 @@
 
 mod acts;
 mod attention;
+mod kquant_scalar;
 pub mod math;
 mod matmul;
 mod norm;
@@ -40,6 +43,10 @@ mod topk;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod kquant_avx2;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod kquant_wasm;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed-simd"))]
 mod relaxed;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -83,8 +90,9 @@ impl QMatrix<'_> {
         out.copy_from_slice(&v);
     }
 
+    /// Every block type (classic, Q5, K-quant) takes the quantised-activation path.
     pub(crate) fn is_quantised(&self) -> bool {
-        self.ty.block_len() == 32
+        !self.ty.is_float()
     }
 
     fn check(&self) {

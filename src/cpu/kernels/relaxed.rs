@@ -24,7 +24,8 @@ pub(crate) fn q_tile4(w: &QMatrix, row0: usize, acts: &Acts, t0: usize, t1: usiz
             GgmlType::Q8_0 => q_tile::<0>(w, row0, acts, t0, t1, acc),
             GgmlType::Q4_0 => q_tile::<1>(w, row0, acts, t0, t1, acc),
             GgmlType::Q4_1 => q_tile::<2>(w, row0, acts, t0, t1, acc),
-            _ => unreachable!(),
+            // The Q5 types and the K-quants: the simd128 tiles (see kquant_wasm.rs).
+            _ => super::kquant_wasm::q_tile4(w, row0, acts, t0, t1, acc),
         }
     }
 }

@@ -18,7 +18,11 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
 /// per block b, isum = exact integer dot of the 32 quants with the 32 activation integers
 /// (Q4_0's -8 applied as -8*sum(q)); then acc = acc + (d_w*d_x)*isum, and for Q4_1 also
 /// acc = acc + m_w*(d_x*sum(q)).
+/// The Q5 types and the K-quants: kquant_scalar.rs.
 pub(crate) fn q_dot(ty: GgmlType, row: &[u8], acts: &Acts, t: usize) -> f32 {
+    if !matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1) {
+        return super::kquant_scalar::q_dot(ty, row, acts, t);
+    }
     let nb = acts.cols / 32;
     let q = &acts.q[t * acts.cols..][..acts.cols];
     let (d, sx, sum) = (&acts.d[t * nb..][..nb], &acts.sx[t * nb..][..nb], &acts.sum[t * nb..][..nb]);
@@ -39,7 +43,7 @@ pub(crate) fn q_dot(ty: GgmlType, row: &[u8], acts: &Acts, t: usize) -> f32 {
                 acc += (f16_at(blk, 0) * d[b]) * isum as f32;
                 acc += f16_at(blk, 2) * sx[b];
             }
-            _ => unreachable!("q_dot on a float type"),
+            _ => unreachable!("q_dot: {} is handled above", ty.name()),
         }
     }
     acc

@@ -8,7 +8,7 @@
 use super::math::exp_f32;
 use super::*;
 use crate::cpu::ops;
-use crate::quant::{dequantize, quantize};
+use crate::quant::{dequantize, quantize, random_blocks};
 use serde_json::json;
 
 struct Rng(u64);
@@ -51,6 +51,58 @@ fn case(name: String, got: &[f32], scalar: &[f32], want: &[f32], bound: &dyn Fn(
 
 const U: f64 = 1.0 / (1u64 << 24) as f64;
 
+/// The min part b of each element of w (w = a - b; the kernels add a and b apart, so their
+/// rounding scales with |a| + |b| <= |w| + 2|b|): what the blocks dequantise to with their scale
+/// d zeroed. 0 for the types without mins.
+fn min_terms(ty: GgmlType, wq: &[u8], n: usize) -> Vec<f32> {
+    let d_at = match ty {
+        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => 0,
+        GgmlType::Q2_K => 80,
+        _ => return vec![0.0; n],
+    };
+    let mut no_d = wq.to_vec();
+    for blk in no_d.chunks_exact_mut(ty.block_bytes()) {
+        blk[d_at..d_at + 2].fill(0);
+    }
+    dequantize(ty, &no_d, n).unwrap()
+}
+
+/// out = 0.25 + W·x (Accumulate) with the best instruction set, scalar, and `pool`'s threads.
+fn matmul_case(isa: Isa, pool: &Pool, one: &Pool, w: QMatrix, x: &[f32], tokens: usize) -> Case {
+    let (ty, rows, cols) = (w.ty, w.rows, w.cols);
+    let wf = dequantize(ty, w.data, rows * cols).unwrap();
+    let mins = min_terms(ty, w.data, rows * cols);
+    let mut acts = Acts::new();
+    acts.prepare(x, tokens, cols);
+    let run = |isa: Isa, pool: &Pool| {
+        let mut out = vec![0.25f32; tokens * rows];
+        matmul_with(isa, pool, &acts, &mut [Product { w, out: &mut out, epilogue: Epilogue::Accumulate }]);
+        out
+    };
+    let (got, sc, threaded) = (run(isa, one), run(Isa::Scalar, one), run(isa, pool));
+    let want: Vec<f32> = ops::matmul(x, &wf, rows, cols).iter().map(|v| v + 0.25).collect();
+    // Bound: activation rounding (amax/32766 per element of a block, quantised types only)
+    // times sum |w|, plus (2*blocks + 8) f32 roundings of sum (|w| + 2|b|)*|x| (see
+    // tests/cpu_kernels.rs).
+    let bound = |i: usize| {
+        let (t, r) = (i / rows, i % rows);
+        let (xr, wr, br) = (&x[t * cols..][..cols], &wf[r * cols..][..cols], &mins[r * cols..][..cols]);
+        let mut b = 0.0;
+        for ((xb, wb), bb) in xr.chunks(32).zip(wr.chunks(32)).zip(br.chunks(32)) {
+            let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+            let quant = if ty.is_float() { 0.0 } else { amax / 32766.0 * 1.001 };
+            let terms = wb.iter().zip(bb).zip(xb);
+            b += terms
+                .map(|((&w, &m), &x)| (w as f64).abs() * quant + (w.abs() + 2.0 * m.abs()) as f64 * (x as f64).abs() * (2.0 * cols as f64 / 32.0 + 8.0) * U)
+                .sum::<f64>();
+        }
+        b + 0.5 * U
+    };
+    let mut c = case(format!("matmul_{}", ty.name()), &got, &sc, &want, &bound);
+    c.bit_equal &= got == threaded;
+    c
+}
+
 /// Runs the checks on a 1-thread pool.
 pub fn selftest() -> String {
     selftest_pool(&Pool::new(1))
@@ -62,38 +114,21 @@ pub fn selftest_pool(pool: &Pool) -> String {
     let one = Pool::new(1);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut cases = Vec::new();
-    // Matrix products: rows with a 4-row tail, quantised and float (cols not a multiple of 16).
+    // Matrix products: rows with a 4-row tail, quantised and float (cols not a multiple of 16);
+    // the Q5 and K-quant types as random valid blocks (K-quants: 2 super-blocks per row), with
+    // activations from their own generator so that the classic cases keep their data.
+    let mut krng = Rng(0x2545_F491_4F6C_DD1D);
     for ty in GgmlType::ALL {
-        let (rows, cols, tokens) = (37, if ty.block_len() == 32 { 96 } else { 88 }, 3);
-        let wq = quantize(ty, &rng.vec(rows * cols, 0.5)).unwrap();
-        let wf = dequantize(ty, &wq, rows * cols).unwrap();
-        let x = rng.vec(tokens * cols, 2.0);
-        let mut acts = Acts::new();
-        acts.prepare(&x, tokens, cols);
-        let w = QMatrix { ty, rows, cols, data: &wq };
-        let run = |isa: Isa, pool: &Pool| {
-            let mut out = vec![0.25f32; tokens * rows];
-            matmul_with(isa, pool, &acts, &mut [Product { w, out: &mut out, epilogue: Epilogue::Accumulate }]);
-            out
+        let (rows, tokens) = (37, 3);
+        let (cols, wq, x) = if GgmlType::CLASSIC.contains(&ty) {
+            let cols = if ty.is_float() { 88 } else { 96 };
+            let wq = quantize(ty, &rng.vec(rows * cols, 0.5)).unwrap();
+            (cols, wq, rng.vec(tokens * cols, 2.0))
+        } else {
+            let cols = if ty.is_k_quant() { 512 } else { 96 };
+            (cols, random_blocks(ty, rows * cols, 0.5, ty.id() as u64).unwrap(), krng.vec(tokens * cols, 2.0))
         };
-        let (got, sc, threaded) = (run(isa, &one), run(Isa::Scalar, &one), run(isa, pool));
-        let want: Vec<f32> = ops::matmul(&x, &wf, rows, cols).iter().map(|v| v + 0.25).collect();
-        // Bound: activation rounding (amax/32766 per element of a block, quantised types only)
-        // times sum |w|, plus (2*blocks + 8) f32 roundings of sum |w*x| (see tests/cpu_kernels.rs).
-        let bound = |i: usize| {
-            let (t, r) = (i / rows, i % rows);
-            let (xr, wr) = (&x[t * cols..][..cols], &wf[r * cols..][..cols]);
-            let mut b = 0.0;
-            for (xb, wb) in xr.chunks(32).zip(wr.chunks(32)) {
-                let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
-                let quant = if ty.block_len() == 32 { amax / 32766.0 * 1.001 } else { 0.0 };
-                b += wb.iter().zip(xb).map(|(&w, &x)| (w as f64).abs() * (quant + (x as f64).abs() * (2.0 * cols as f64 / 32.0 + 8.0) * U)).sum::<f64>();
-            }
-            b + 0.5 * U
-        };
-        let mut c = case(format!("matmul_{}", ty.name()), &got, &sc, &want, &bound);
-        c.bit_equal &= got == threaded;
-        cases.push(c);
+        cases.push(matmul_case(isa, pool, &one, QMatrix { ty, rows, cols, data: &wq }, &x, tokens));
     }
     // SwiGLU on Q4_1.
     {
