@@ -1,5 +1,7 @@
 //! One-time repack of GGUF tensor bytes into the 4-byte-word layout the WGSL kernels read.
 
+mod kquant;
+
 use crate::quant::GgmlType;
 use crate::{Error, Result};
 
@@ -12,15 +14,40 @@ use crate::{Error, Result};
 /// - F16 / BF16: two halves per u32 (element 2i in the low half), 8 elements per unit. Rows are
 ///   padded with zeros to a multiple of 8 elements.
 /// - Q8_0: the 32 i8 quants of a block as 8 u32 (byte order as in the file), a unit is half a block.
-/// - Q4_0 / Q4_1: the 16 nibble bytes of a block as 4 u32 = one unit (ggml order: byte j holds
-///   element j in its low nibble and element j+16 in its high nibble).
+/// - Every other type: the *nibble unit*, 32 elements = 16 bytes: byte j holds element j in its
+///   low nibble and element j + 16 in its high nibble (ggml's Q4_0 / Q4_1 order, which those two
+///   keep as they are). The elements' low four bits, that is, of the *raw* quant: the unsigned
+///   integer with element = d * raw + off, every bias folded into the unit's off (Q5_0: raw =
+///   q + 16, off = -16 d; Q6_K: off = -32 d sc; Q3_K: raw = the 2 low bits + 4 * the hmask bit,
+///   off = -4 d sc). Q4_K / Q5_K / Q6_K sub-blocks are reordered into units (ggml interleaves
+///   them in 64-element groups). Q2_K and Q3_K keep their 2- and 3-bit quants in nibbles: one
+///   decoder for all types, at 16 data bytes per 32 elements where the file has 8 (Q2_K) or 12
+///   (Q3_K).
 ///
-/// `scales` keeps the file's f16 bits (exact, and as compact as the file; WGSL decodes them with
-/// `unpack2x16float`, which needs no f16 support). Blocks are numbered row-major over the whole
-/// matrix, `g = row * (cols / 32) + block`:
+/// `scales` (blocks numbered row-major over the whole matrix, `g = row * (cols / 32) + unit` for
+/// units; f16 values as the file's bits, which WGSL decodes with `unpack2x16float`, exact and
+/// with no f16 support needed):
 /// - Q8_0 / Q4_0: `d` of block g in half `g % 2` (0 = low) of word `g / 2`.
 /// - Q4_1: word g holds `d` in the low half and `m` in the high half.
 /// - float types: a single 0 word (kernels bind it anyway, so one bind group layout fits all).
+///
+/// Bits 4 and 5 of the raw quants live in *high-bit words*, arranged so the kernel moves them to
+/// bit 8j + 4 of lane j with a constant multiply (kquant.rs: `high_bits_5`, `high_bits_6`):
+/// 5-bit types one word per unit (piece p's 8 bits in byte p), Q6_K two. Per type:
+/// - Q5_0: per pair of blocks 3 words: `[d_2k | d_2k+1 << 16]`, high bits of 2k, of 2k + 1.
+/// - Q5_1: per block 2 words: `[d | m << 16]`, high bits.
+/// - Q4_K: per block 5 words: `[d | dmin << 16]`, then sub-blocks 2k, 2k + 1's six-bit scale and
+///   min as bytes `[sc | m << 8 | sc' << 16 | m' << 24]` (k = 0..3); the kernel forms d * sc and
+///   dmin * m in f32 as ggml does (both exact).
+/// - Q5_K: per block 13 words: Q4_K's five, then the 8 units' high-bit words.
+/// - Q6_K: per unit 3 words: `[d | sc_a << 16 | sc_b << 24]` (i8 scales of the unit's elements
+///   0..15 and 16..31), then its two high-bit words.
+/// - Q3_K: per unit 1 word: `[d | (sc_a - 32) << 16 | (sc_b - 32) << 24]` (i8).
+/// - Q2_K: per block 5 words: `[d | dmin << 16]`, then the file's 16 scale bytes (scale in the low
+///   nibble, min in the high; bytes 2u, 2u + 1 for unit u's two halves).
+///
+/// Bytes per weight on the GPU (file): Q5_0 0.6875 (0.6875), Q5_1 0.75 (0.75), Q4_K 0.578 (0.5625),
+/// Q5_K 0.703 (0.6875), Q6_K 0.875 (0.820), Q3_K 0.625 (0.430), Q2_K 0.578 (0.328).
 pub struct GpuLayout {
     pub data: Vec<u32>,
     pub scales: Vec<u32>,
@@ -96,9 +123,24 @@ pub fn repack_for_gpu(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Re
             }
             (out, scales, cols / 32 * qwords)
         }
-        _ => return Err(bad("not supported by the WebGPU backend yet".into())),
+        _ => {
+            let (out, scales) = kquant::repack_blocks(ty, data);
+            (out, scales, cols / 8)
+        }
     };
     Ok(GpuLayout { data, scales, row_words })
+}
+
+/// A bound on the larger of the two GPU buffers of a tensor of `file_bytes` bytes of type `ty`
+/// (checked against the device's limits before anything is uploaded).
+pub fn largest_buffer_bytes(ty: GgmlType, file_bytes: u64) -> u64 {
+    if GgmlType::K_AND_Q5.contains(&ty) {
+        // Nibble units: 16 bytes per 32 elements, more than the scales (at most 12 per 32).
+        let blocks = file_bytes / ty.block_bytes() as u64;
+        return blocks * (ty.block_len() as u64 / 2);
+    }
+    // Float rows padded to whole units, scales widened to whole words: at most 4/3 of the file.
+    file_bytes.saturating_mul(4) / 3 + 64
 }
 
 /// Bytes of one row of a [rows, cols] tensor of type `ty` in its GGUF layout.
