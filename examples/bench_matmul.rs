@@ -5,6 +5,8 @@
 //! VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json.
 //!
 //! cargo run --release --example bench_matmul [-- --f32-only] [--quick (decode only)]
+//!     [--types Q4_1,Q8_0,Q4_K,... (instead: each type's decode products at two shapes, with GB/s
+//!     per byte of the GGUF file and relative to the first type listed)]
 //!
 //! Each measurement encodes `reps` dispatches into one pass, submits once and waits (no
 //! per-submit overhead, as in a decode step). Printed per product: wall ms (median of 5), CPU ms
@@ -31,6 +33,7 @@ fn random_tensor(seed: &mut u64, ty: GgmlType, rows: usize, cols: usize) -> Vec<
     match ty {
         GgmlType::F32 => (0..n).flat_map(|_| ((next() % 1000) as f32 / 1e4).to_le_bytes()).collect(),
         GgmlType::F16 | GgmlType::BF16 => (0..n).flat_map(|_| half::f16::from_f32((next() % 1000) as f32 / 1e4).to_le_bytes()).collect(),
+        _ if GgmlType::K_AND_Q5.contains(&ty) => mobilellm_web::quant::random_blocks(ty, n, 0.25, *seed).unwrap(),
         _ => {
             let mut out: Vec<u8> = (0..ty.bytes_for(n as u64).unwrap()).map(|_| next() as u8).collect();
             let scales = if ty == GgmlType::Q4_1 { 2 } else { 1 };
@@ -95,10 +98,18 @@ enum What {
 
 const SHAPE: AttnShape = AttnShape { n_heads: 9, n_kv_heads: 3, head_dim: 64, n_ctx: 512, rope_base: 100000.0 };
 
-fn bench(gpu: &Gpu, form: Form, c: &Case, tokens: u32) {
+/// Timing of one product: wall and CPU ms per run, weight bytes as uploaded and as in the file.
+struct Timing {
+    wall_ms: f64,
+    cpu_ms: f64,
+    file_bytes: f64,
+}
+
+fn bench(gpu: &Gpu, form: Form, c: &Case, tokens: u32) -> Timing {
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let w = GpuWeight::upload(gpu, c.name, c.ty, c.rows, c.cols, &random_tensor(&mut seed, c.ty, c.rows, c.cols)).unwrap();
     let weight_bytes = (w.data.size() + w.scales.size()) as f64;
+    let file_bytes = c.ty.bytes_for((c.rows * c.cols) as u64).unwrap() as f64;
     let x = gpu.storage_buffer_init("x", bytemuck::cast_slice(&vec![0.5f32; (tokens as usize * c.cols).max(16384)]));
     let g = gpu.storage_buffer_init("g", bytemuck::cast_slice(&vec![1.0f32; c.cols.max(16384)]));
     let y = gpu.storage_buffer("y", 4 * (tokens as usize * c.rows) as u64);
@@ -137,11 +148,43 @@ fn bench(gpu: &Gpu, form: Form, c: &Case, tokens: u32) {
         if form.subgroup_reduce { " subgroups" } else { "" },
         if form.by_unit { " by unit" } else { " by piece" }
     );
+    Timing { wall_ms: wall, cpu_ms: cpu, file_bytes }
+}
+
+/// Each type's decode products at SmolLM2's down shape and a 3072-row one (1536 columns: whole
+/// K-quant blocks), in the adapter's form: GB/s per GGUF-file byte (wall and CPU time), and
+/// relative to the first type (per byte).
+fn type_sweep(gpu: &Gpu, types: &[GgmlType]) {
+    for (rows, cols) in [(576, 1536), (3072, 1536)] {
+        let mut first: Option<(f64, f64)> = None;
+        for &ty in types {
+            let c = Case { name: "sweep", ty, rows, cols, norm: false, what: What::Product(Epilogue::Accumulate) };
+            let probe = GpuWeight::upload(gpu, "probe", ty, rows, cols, &random_tensor(&mut 1, ty, rows, cols)).unwrap();
+            let t = bench(gpu, Form::for_adapter(gpu, &probe, Tiling::Decode), &c, 1);
+            let per_byte = (t.file_bytes / t.wall_ms / 1e6, t.file_bytes / t.cpu_ms / 1e6);
+            let base = *first.get_or_insert(per_byte);
+            println!(
+                "    {:5} {:.4} file bytes/weight: {:6.2} GB/s of file bytes ({:.2} by CPU time), {:4.0}% of {} per byte ({:.0}% by CPU time)",
+                ty.name(),
+                ty.block_bytes() as f64 / ty.block_len() as f64,
+                per_byte.0,
+                per_byte.1,
+                100.0 * per_byte.0 / base.0,
+                types[0].name(),
+                100.0 * per_byte.1 / base.1
+            );
+        }
+    }
 }
 
 fn main() {
     let f32_only = std::env::args().any(|a| a == "--f32-only");
     let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let types: Option<Vec<GgmlType>> = args.iter().position(|a| a == "--types").map(|i| {
+        let list = args.get(i + 1).expect("--types needs a comma-separated list");
+        list.split(',').map(|n| GgmlType::parse_name(n).unwrap_or_else(|| panic!("unknown type {n}"))).collect()
+    });
     let decode = [
         Case { name: "qkv", ty: GgmlType::Q4_1, rows: 960, cols: 576, norm: true, what: What::Qkv },
         Case { name: "o", ty: GgmlType::Q4_1, rows: 576, cols: 576, norm: false, what: What::Product(Epilogue::Accumulate) },
@@ -163,6 +206,10 @@ fn main() {
             break;
         }
         println!("== {}", gpu.adapter_summary());
+        if let Some(types) = &types {
+            type_sweep(&gpu, types);
+            continue;
+        }
         let adapter_is_software = gpu.cpu_like;
         // The adapter's own form first, then the other one.
         for software in [adapter_is_software, !adapter_is_software] {
