@@ -60,20 +60,36 @@ fn unit_x(t: u32, u: u32) -> UnitX {
     return x;
 }
 
-// sum_i element_i x_i over unit u of `row`.
-fn row_unit(row: u32, u: u32, x: UnitX) -> f32 {
+// sum_i element_i x_i over unit u of `row`, whose block_dm is `block`.
+fn row_unit(row: u32, u: u32, x: UnitX, block: vec2<f32>) -> f32 {
     let w = wq[row * ROW_UNITS + u];
     let h = unit_high(row, u);
     let n = pieces();
     var s = raw_dot(w, h, 0u, x.a0, x.b0);
     if (n > 1u) { s += raw_dot(w, h, 1u, x.a1, x.b1); }
     if (n > 2u) { s += raw_dot(w, h, 2u, x.a2, x.b2) + raw_dot(w, h, 3u, x.a3, x.b3); }
-    return unit_dot(s, unit_dm(row, u), x.sums);
+    return unit_dot(s, unit_dm_in(row, u, block), x.sums);
 }
 
-// Unit u of four rows (clamped row indices r) against x.
-fn quad_unit(r: vec4<u32>, u: u32, x: UnitX) -> vec4<f32> {
-    return vec4<f32>(row_unit(r.x, u, x), row_unit(r.y, u, x), row_unit(r.z, u, x), row_unit(r.w, u, x));
+// The block_dm of four rows.
+struct QuadBlocks {
+    x: vec2<f32>, y: vec2<f32>, z: vec2<f32>, w: vec2<f32>,
+}
+
+fn quad_blocks(r: vec4<u32>, u: u32) -> QuadBlocks {
+    return QuadBlocks(block_dm(r.x, u), block_dm(r.y, u), block_dm(r.z, u), block_dm(r.w, u));
+}
+
+// Whether the block words are read once per block rather than once per unit: with one lane per
+// row group its units are consecutive, so a block's 8 units follow each other (on lavapipe this
+// saves one of the unit's gathers). Lanes > 1 (GPUs) read them per unit, from cache.
+fn hoist_blocks(u: u32) -> bool {
+    return block_scaled() && LANES == 1u && u % 8u != 0u;
+}
+
+// Unit u of four rows (clamped row indices r, block_dm b) against x.
+fn quad_unit(r: vec4<u32>, u: u32, x: UnitX, b: QuadBlocks) -> vec4<f32> {
+    return vec4<f32>(row_unit(r.x, u, x, b.x), row_unit(r.y, u, x, b.y), row_unit(r.z, u, x, b.z), row_unit(r.w, u, x, b.w));
 }
 
 // Rows first + 4k .. first + 4k + 3, clamped (rows past the end are loaded as the last row and
@@ -91,7 +107,13 @@ fn products_one_by_piece(lane: u32, first_row: u32, t: u32) -> Acc {
     var lo = vec4<f32>(0.0);
     var hi = vec4<f32>(0.0);
     var ss = 0.0;
+    var b0: QuadBlocks;
+    var b1: QuadBlocks;
     for (var u = lane; u < ROW_UNITS; u += LANES) {
+        if (!hoist_blocks(u)) {
+            b0 = quad_blocks(rq0, u);
+            if (R > 4u) { b1 = quad_blocks(rq1, u); }
+        }
         let q0 = wq[rq0.x * ROW_UNITS + u];
         let q1 = wq[rq0.y * ROW_UNITS + u];
         let q2 = wq[rq0.z * ROW_UNITS + u];
@@ -160,11 +182,11 @@ fn products_one_by_piece(lane: u32, first_row: u32, t: u32) -> Acc {
             }
         }
         let s = vec2<f32>(sxa.x + sxa.y + sxa.z + sxa.w, sxb.x + sxb.y + sxb.z + sxb.w);
-        lo += vec4<f32>(unit_dot(vec2<f32>(d_lo.x, d_lo_b.x), unit_dm(rq0.x, u), s), unit_dot(vec2<f32>(d_lo.y, d_lo_b.y), unit_dm(rq0.y, u), s),
-                        unit_dot(vec2<f32>(d_lo.z, d_lo_b.z), unit_dm(rq0.z, u), s), unit_dot(vec2<f32>(d_lo.w, d_lo_b.w), unit_dm(rq0.w, u), s));
+        lo += vec4<f32>(unit_dot(vec2<f32>(d_lo.x, d_lo_b.x), unit_dm_in(rq0.x, u, b0.x), s), unit_dot(vec2<f32>(d_lo.y, d_lo_b.y), unit_dm_in(rq0.y, u, b0.y), s),
+                        unit_dot(vec2<f32>(d_lo.z, d_lo_b.z), unit_dm_in(rq0.z, u, b0.z), s), unit_dot(vec2<f32>(d_lo.w, d_lo_b.w), unit_dm_in(rq0.w, u, b0.w), s));
         if (R > 4u) {
-            hi += vec4<f32>(unit_dot(vec2<f32>(d_hi.x, d_hi_b.x), unit_dm(rq1.x, u), s), unit_dot(vec2<f32>(d_hi.y, d_hi_b.y), unit_dm(rq1.y, u), s),
-                            unit_dot(vec2<f32>(d_hi.z, d_hi_b.z), unit_dm(rq1.z, u), s), unit_dot(vec2<f32>(d_hi.w, d_hi_b.w), unit_dm(rq1.w, u), s));
+            hi += vec4<f32>(unit_dot(vec2<f32>(d_hi.x, d_hi_b.x), unit_dm_in(rq1.x, u, b1.x), s), unit_dot(vec2<f32>(d_hi.y, d_hi_b.y), unit_dm_in(rq1.y, u, b1.y), s),
+                            unit_dot(vec2<f32>(d_hi.z, d_hi_b.z), unit_dm_in(rq1.z, u, b1.z), s), unit_dot(vec2<f32>(d_hi.w, d_hi_b.w), unit_dm_in(rq1.w, u, b1.w), s));
         }
     }
     var acc: Acc;
@@ -183,12 +205,21 @@ fn products_one_by_unit(lane: u32, first_row: u32, t: u32) -> Acc {
     let rq3 = quad_rows(first_row, 3u);
     var acc: Acc;
     var ss = 0.0;
+    var b0: QuadBlocks;
+    var b1: QuadBlocks;
+    var b2: QuadBlocks;
+    var b3: QuadBlocks;
     for (var u = lane; u < ROW_UNITS; u += LANES) {
+        if (!hoist_blocks(u)) {
+            b0 = quad_blocks(rq0, u);
+            if (R > 4u) { b1 = quad_blocks(rq1, u); }
+            if (R > 8u) { b2 = quad_blocks(rq2, u); b3 = quad_blocks(rq3, u); }
+        }
         let x = unit_x(t, u);
         ss += x.ss;
-        acc.a0 += quad_unit(rq0, u, x);
-        if (R > 4u) { acc.a1 += quad_unit(rq1, u, x); }
-        if (R > 8u) { acc.a2 += quad_unit(rq2, u, x); acc.a3 += quad_unit(rq3, u, x); }
+        acc.a0 += quad_unit(rq0, u, x, b0);
+        if (R > 4u) { acc.a1 += quad_unit(rq1, u, x, b1); }
+        if (R > 8u) { acc.a2 += quad_unit(rq2, u, x, b2); acc.a3 += quad_unit(rq3, u, x, b3); }
     }
     acc.ss0 = vec4<f32>(ss, 0.0, 0.0, 0.0);
     return acc;

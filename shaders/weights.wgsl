@@ -53,6 +53,18 @@ fn split_slots() -> bool {
     return WTYPE == WT_Q2_K || WTYPE == WT_Q3_K || WTYPE == WT_Q6_K;
 }
 
+// Types whose units share a block word [d | dmin] with the other 7 units of their 256-element
+// block: decode loops may read it once per block (block_dm) and pass it to unit_dm_in.
+fn block_scaled() -> bool {
+    return WTYPE == WT_Q4_K || WTYPE == WT_Q5_K || WTYPE == WT_Q2_K;
+}
+
+// Units (32 elements) of the whole matrix: the scales array's regions (repack.rs) start at
+// multiples of it.
+fn all_units() -> u32 {
+    return ROWS * (COLS / 32u);
+}
+
 // High-bit words per unit: 1 for the 5-bit types, 2 for Q6_K.
 fn high_words() -> u32 {
     switch WTYPE {
@@ -101,14 +113,17 @@ fn bf16_pair(w: u32) -> vec2<f32> {
     return bitcast<vec2<f32>>(vec2<u32>(w << 16u, w & 0xffff0000u));
 }
 
-// The high-bit words of unit u of `row` (zeros for types without).
+// The high-bit words of unit u of `row` (zeros for types without): the scales array's last
+// region, after all_units() / 2 (Q5_0: rounded up), all_units() (Q5_1, Q6_K) or 5/8 of it (Q5_K)
+// words.
 fn unit_high(row: u32, u: u32) -> vec2<u32> {
+    let n = all_units();
     let g = row * (COLS / 32u) + u;
     switch WTYPE {
-        case WT_Q5_0: { return vec2<u32>(ws[3u * (g / 2u) + 1u + g % 2u], 0u); }
-        case WT_Q5_1: { return vec2<u32>(ws[2u * g + 1u], 0u); }
-        case WT_Q5_K: { return vec2<u32>(ws[13u * (g / 8u) + 5u + g % 8u], 0u); }
-        case WT_Q6_K: { return vec2<u32>(ws[3u * g + 1u], ws[3u * g + 2u]); }
+        case WT_Q5_0: { return vec2<u32>(ws[(n + 1u) / 2u + g], 0u); }
+        case WT_Q5_1: { return vec2<u32>(ws[n + g], 0u); }
+        case WT_Q5_K: { return vec2<u32>(ws[n / 8u + n / 2u + g], 0u); }
+        case WT_Q6_K: { return vec2<u32>(ws[n + 2u * g], ws[n + 2u * g + 1u]); }
         default: { return vec2<u32>(0u); }
     }
 }
@@ -154,11 +169,24 @@ fn small_f32x2(v: vec2<u32>) -> vec2<f32> {
     return vec2<f32>(bitcast<vec2<i32>>(v));
 }
 
+// (d, dmin) of the block holding unit u of `row` (block-scaled types; zeros for the others).
+fn block_dm(row: u32, u: u32) -> vec2<f32> {
+    if (!block_scaled()) {
+        return vec2<f32>(0.0);
+    }
+    return unpack2x16float(ws[(row * (COLS / 32u) + u) / 8u]);
+}
+
 // (d_a, off_a, d_b, off_b) of unit u of `row`: element = raw * raw_scale() * d + off, with slot
 // a's pair for slot a (elements 0..15 of a nibble unit) and b's for slot b; the same pair twice
 // unless split_slots(). Floats: (1, 0). K-quants form d * scale (and dmin * min) here in f32,
 // as ggml does (exact: an f16 times an integer below 2^8).
 fn unit_dm(row: u32, u: u32) -> vec4<f32> {
+    return unit_dm_in(row, u, block_dm(row, u));
+}
+
+// unit_dm given the unit's block_dm.
+fn unit_dm_in(row: u32, u: u32, block: vec2<f32>) -> vec4<f32> {
     let nb = COLS / 32u;
     let g = row * nb + u;
     switch WTYPE {
@@ -173,28 +201,27 @@ fn unit_dm(row: u32, u: u32) -> vec4<f32> {
         }
         case WT_Q4_1: { return unpack2x16float(ws[g]).xyxy; }
         case WT_Q5_0: {
-            let d = unpack2x16float(ws[3u * (g / 2u)])[g % 2u];
+            let d = unpack2x16float(ws[g / 2u])[g % 2u];
             return vec4<f32>(d, -16.0 * d, d, -16.0 * d);
         }
-        case WT_Q5_1: { return unpack2x16float(ws[2u * g]).xyxy; }
+        case WT_Q5_1: { return unpack2x16float(ws[g]).xyxy; }
         case WT_Q4_K, WT_Q5_K: {
-            let base = select(5u, 13u, WTYPE == WT_Q5_K) * (g / 8u);
-            let pair = ws[base + 1u + (g % 8u) / 2u];
+            // The unit's (scale, min) bytes: half g % 2 of word g / 2 after the block words.
+            let pair = ws[all_units() / 8u + g / 2u];
             let v = select(pair >> 16u, pair, g % 2u == 0u);
-            let dm = unpack2x16float(ws[base]) * small_f32x2(vec2<u32>(v, v >> 8u) & vec2<u32>(0xffu));
+            let dm = block * small_f32x2(vec2<u32>(v, v >> 8u) & vec2<u32>(0xffu));
             return vec4<f32>(dm.x, -dm.y, dm.x, -dm.y);
         }
         case WT_Q2_K: {
-            let base = 5u * (g / 8u);
-            let pair = ws[base + 1u + (g % 8u) / 2u];
+            let pair = ws[all_units() / 8u + g / 2u];
             let v = select(pair >> 16u, pair, g % 2u == 0u);
             let sm = vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(v, v >> 4u, v >> 8u, v >> 12u) & vec4<u32>(0xfu)));
-            let dm = unpack2x16float(ws[base]).xyxy * sm;
+            let dm = block.xyxy * sm;
             return vec4<f32>(dm.x, -dm.y, dm.z, -dm.w);
         }
         case WT_Q3_K, WT_Q6_K: {
             // [d | i8 scale of slot a | of slot b]; the raw quants are biased by 4 (32).
-            let w = ws[select(g, 3u * g, WTYPE == WT_Q6_K)];
+            let w = ws[g];
             let sc = vec2<f32>(bitcast<vec2<i32>>(vec2<u32>(w << 8u, w)) >> vec2<u32>(24u));
             let d = unpack2x16float(w).x * sc;
             let bias = select(-4.0, -32.0, WTYPE == WT_Q6_K);

@@ -126,52 +126,70 @@ fn raw_quants(ty: GgmlType, b: &[u8], q: &mut [u8]) {
     }
 }
 
-/// Appends block `i`'s words to the scales array (layouts on GpuLayout).
-fn push_scales(ty: GgmlType, i: usize, b: &[u8], q: &[u8], out: &mut Vec<u32>) {
-    let units = q.chunks_exact(UNIT);
-    match ty {
-        GgmlType::Q5_0 => {
-            // Two blocks share a word of d's, then their high bits: [d_2k | d_2k+1], h_2k, h_2k+1.
-            if i % 2 == 0 {
-                out.push(u16_at(b, 0));
-            } else {
-                let at = out.len() - 2;
-                out[at] |= u16_at(b, 0) << 16;
+/// The scales array, built as up to three regions (concatenated in this order) so that the
+/// kernels index each with the unit's own number g (or g / 2, g / 8) plus a constant: per-block
+/// or per-pair words, per-unit scale words, high-bit words.
+#[derive(Default)]
+struct ScaleRegions {
+    first: Vec<u32>,
+    units: Vec<u32>,
+    high: Vec<u32>,
+}
+
+impl ScaleRegions {
+    /// Adds block `i` (its bytes `b`, its raw quants `q`).
+    fn push_block(&mut self, ty: GgmlType, i: usize, b: &[u8], q: &[u8]) {
+        let units = q.chunks_exact(UNIT);
+        match ty {
+            GgmlType::Q5_0 => {
+                // d of block g in half g % 2 of word g / 2 (as Q4_0).
+                if i % 2 == 0 {
+                    self.first.push(u16_at(b, 0));
+                } else {
+                    *self.first.last_mut().expect("the pair's word") |= u16_at(b, 0) << 16;
+                }
+                self.high.push(high_bits_5(q));
             }
-            out.push(high_bits_5(q));
-        }
-        GgmlType::Q5_1 => out.extend([u32_at(b, 0), high_bits_5(q)]),
-        GgmlType::Q4_K | GgmlType::Q5_K => {
-            // [d | dmin], then (scale, min) byte pairs of sub-blocks 2k, 2k + 1 per word (Q5_K:
-            // then the 8 units' high bits).
-            out.push(u32_at(b, 0));
-            let sm = k4_scale_mins(&b[4..16]);
-            out.extend(sm.chunks_exact(2).map(|p| p[0].0 as u32 | (p[0].1 as u32) << 8 | (p[1].0 as u32) << 16 | (p[1].1 as u32) << 24));
-            if ty == GgmlType::Q5_K {
-                out.extend(units.map(high_bits_5));
+            GgmlType::Q5_1 => {
+                self.first.push(u32_at(b, 0)); // d low, m high (as Q4_1)
+                self.high.push(high_bits_5(q));
             }
-        }
-        GgmlType::Q6_K => {
-            // Per unit: [d | scale of its first 16 | scale of its second 16] (i8s), high bits.
-            let (scales, d) = (&b[192..208], u16_at(b, 208));
-            for (u, q) in units.enumerate() {
-                out.push(d | (scales[2 * u] as u32) << 16 | (scales[2 * u + 1] as u32) << 24);
-                out.extend(high_bits_6(q));
+            GgmlType::Q4_K | GgmlType::Q5_K => {
+                // [d | dmin]; sub-blocks 2k and 2k + 1's six-bit (scale, min) as the bytes of
+                // the block's word k.
+                self.first.push(u32_at(b, 0));
+                let sm = k4_scale_mins(&b[4..16]);
+                self.units.extend(sm.chunks_exact(2).map(|p| p[0].0 as u32 | (p[0].1 as u32) << 8 | (p[1].0 as u32) << 16 | (p[1].1 as u32) << 24));
+                if ty == GgmlType::Q5_K {
+                    self.high.extend(units.map(high_bits_5));
+                }
             }
+            GgmlType::Q6_K => {
+                // Per unit: [d | i8 scale of its elements 0..15 | of 16..31]; two high-bit words.
+                let (scales, d) = (&b[192..208], u16_at(b, 208));
+                for (u, q) in units.enumerate() {
+                    self.units.push(d | (scales[2 * u] as u32) << 16 | (scales[2 * u + 1] as u32) << 24);
+                    self.high.extend(high_bits_6(q));
+                }
+            }
+            GgmlType::Q3_K => {
+                // Per unit: [d | (scale - 32) of its elements 0..15 | of 16..31] (i8s).
+                let (scales, d) = (q3k_scales(&b[96..108]), u16_at(b, 108));
+                let signed = |s: u8| (s as i8 - 32) as u8 as u32;
+                self.units.extend((0..8).map(|u| d | signed(scales[2 * u]) << 16 | signed(scales[2 * u + 1]) << 24));
+            }
+            GgmlType::Q2_K => {
+                // [d | dmin]; the file's 16 scale bytes (scale in the low nibble, min in the high;
+                // bytes 2u and 2u + 1 for unit u's halves).
+                self.first.push(u32_at(b, 80));
+                self.units.extend((0..4).map(|k| u32_at(b, 4 * k)));
+            }
+            _ => unreachable!("push_block: {} is not a Q5 or K-quant type", ty.name()),
         }
-        GgmlType::Q3_K => {
-            // Per unit: [d | scale - 32 of its first 16 | of its second 16] (i8s).
-            let (scales, d) = (q3k_scales(&b[96..108]), u16_at(b, 108));
-            let signed = |s: u8| (s as i8 - 32) as u8 as u32;
-            out.extend((0..8).map(|u| d | signed(scales[2 * u]) << 16 | signed(scales[2 * u + 1]) << 24));
-        }
-        GgmlType::Q2_K => {
-            // [d | dmin], then the file's 16 scale bytes (low nibble scale, high nibble min; two
-            // per unit).
-            out.push(u32_at(b, 80));
-            out.extend((0..4).map(|k| u32_at(b, 4 * k)));
-        }
-        _ => unreachable!("push_scales: {} is not a Q5 or K-quant type", ty.name()),
+    }
+
+    fn into_words(self) -> Vec<u32> {
+        [self.first, self.units, self.high].concat()
     }
 }
 
@@ -179,30 +197,13 @@ fn push_scales(ty: GgmlType, i: usize, b: &[u8], q: &[u8], out: &mut Vec<u32>) {
 /// numbered over the whole matrix, and no block straddles two rows.
 pub(super) fn repack_blocks(ty: GgmlType, data: &[u8]) -> (Vec<u32>, Vec<u32>) {
     let (bb, bl) = (ty.block_bytes(), ty.block_len());
-    let blocks = data.len() / bb;
-    let mut out = Vec::with_capacity(blocks * bl / 8);
-    let mut scales = Vec::with_capacity(blocks * scale_bytes_per_block(ty).div_ceil(4));
+    let mut out = Vec::with_capacity(data.len() / bb * bl / 8);
+    let mut regions = ScaleRegions::default();
     let mut q = vec![0u8; bl];
     for (i, b) in data.chunks_exact(bb).enumerate() {
         raw_quants(ty, b, &mut q);
         out.extend(q.chunks_exact(UNIT).flat_map(nibble_words));
-        push_scales(ty, i, b, &q, &mut scales);
+        regions.push_block(ty, i, b, &q);
     }
-    if scales.is_empty() {
-        scales.push(0);
-    }
-    (out, scales)
-}
-
-/// Bytes the scales array takes per block (Q5_0: rounded up to whole words per pair of blocks).
-pub(super) fn scale_bytes_per_block(ty: GgmlType) -> usize {
-    match ty {
-        GgmlType::Q5_0 => 6,
-        GgmlType::Q5_1 => 8,
-        GgmlType::Q2_K | GgmlType::Q4_K => 20,
-        GgmlType::Q3_K => 32,
-        GgmlType::Q5_K => 52,
-        GgmlType::Q6_K => 96,
-        _ => 0,
-    }
+    (out, regions.into_words())
 }

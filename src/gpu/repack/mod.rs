@@ -33,18 +33,21 @@ use crate::{Error, Result};
 ///
 /// Bits 4 and 5 of the raw quants live in *high-bit words*, arranged so the kernel moves them to
 /// bit 8j + 4 of lane j with a constant multiply (kquant.rs: `high_bits_5`, `high_bits_6`):
-/// 5-bit types one word per unit (piece p's 8 bits in byte p), Q6_K two. Per type:
-/// - Q5_0: per pair of blocks 3 words: `[d_2k | d_2k+1 << 16]`, high bits of 2k, of 2k + 1.
-/// - Q5_1: per block 2 words: `[d | m << 16]`, high bits.
-/// - Q4_K: per block 5 words: `[d | dmin << 16]`, then sub-blocks 2k, 2k + 1's six-bit scale and
-///   min as bytes `[sc | m << 8 | sc' << 16 | m' << 24]` (k = 0..3); the kernel forms d * sc and
-///   dmin * m in f32 as ggml does (both exact).
-/// - Q5_K: per block 13 words: Q4_K's five, then the 8 units' high-bit words.
-/// - Q6_K: per unit 3 words: `[d | sc_a << 16 | sc_b << 24]` (i8 scales of the unit's elements
-///   0..15 and 16..31), then its two high-bit words.
-/// - Q3_K: per unit 1 word: `[d | (sc_a - 32) << 16 | (sc_b - 32) << 24]` (i8).
-/// - Q2_K: per block 5 words: `[d | dmin << 16]`, then the file's 16 scale bytes (scale in the low
-///   nibble, min in the high; bytes 2u, 2u + 1 for unit u's two halves).
+/// 5-bit types one word per unit (piece p's 8 bits in byte p), Q6_K two. The other types' scales
+/// array is up to three regions, each indexed by the unit number g (or g / 2, g / 8) plus a
+/// constant offset (N = rows * cols / 32 units), so that a kernel's index arithmetic is what the
+/// unit's data load already computed:
+/// - Q5_0: d as Q4_0 (ceil(N / 2) words), then the high bits (word g).
+/// - Q5_1: `[d | m << 16]` as Q4_1 (N words), then the high bits.
+/// - Q4_K: `[d | dmin << 16]` per block (word g / 8; N / 8 words), then the six-bit scale and
+///   min of units 2k, 2k + 1 as bytes `[sc | m << 8 | sc' << 16 | m' << 24]` (word g / 2; N / 2
+///   words). The kernel forms d * sc and dmin * m in f32 as ggml does (both exact).
+/// - Q5_K: Q4_K's two regions, then the high bits (N words).
+/// - Q2_K: `[d | dmin << 16]` per block, then the file's 16 scale bytes per block (scale in the low
+///   nibble, min in the high; unit g's two halves in half g % 2 of word g / 2).
+/// - Q6_K: `[d | sc_a << 16 | sc_b << 24]` per unit (i8 scales of its elements 0..15, 16..31),
+///   then two high-bit words per unit (words 2g, 2g + 1).
+/// - Q3_K: `[d | (sc_a - 32) << 16 | (sc_b - 32) << 24]` per unit (i8).
 ///
 /// Bytes per weight on the GPU (file): Q5_0 0.6875 (0.6875), Q5_1 0.75 (0.75), Q4_K 0.578 (0.5625),
 /// Q5_K 0.703 (0.6875), Q6_K 0.875 (0.820), Q3_K 0.625 (0.430), Q2_K 0.578 (0.328).
