@@ -81,10 +81,12 @@ fn quad_blocks(r: vec4<u32>, u: u32) -> QuadBlocks {
 }
 
 // Whether the block words are read once per block rather than once per unit: with one lane per
-// row group its units are consecutive, so a block's 8 units follow each other (on lavapipe this
-// saves one of the unit's gathers). Lanes > 1 (GPUs) read them per unit, from cache.
+// row group its units are consecutive, so a block's 8 units follow each other. Measured
+// (bench_matmul --types): on lavapipe (by unit) this saves one of the unit's gathers; on
+// SwiftShader (by piece) the state kept across iterations costs more than the loads. Lanes > 1
+// (GPUs) read them per unit, from cache.
 fn hoist_blocks(u: u32) -> bool {
-    return block_scaled() && LANES == 1u && u % 8u != 0u;
+    return block_scaled() && LANES == 1u && UNIT_X && u % 8u != 0u;
 }
 
 // Unit u of four rows (clamped row indices r, block_dm b) against x.
