@@ -164,17 +164,19 @@ fn bench(gpu: &Gpu, form: Form, c: &Case, tokens: u32) {
 const SWEEP_ROUNDS: usize = 5;
 
 /// Each type's decode product at SmolLM2's down shape and a 3072-row one (1536 columns: whole
-/// K-quant blocks), in the adapter's form: GB/s of weight bytes as uploaded and per GGUF-file
-/// byte (by wall and by CPU time), and relative to the first type (per file byte).
+/// K-quant blocks), and a 64-token prefill tile run at the down shape, in the adapter's form: GB/s
+/// of weight bytes as uploaded and per GGUF-file byte (by wall and by CPU time; read once per
+/// run), and relative to the first type (per file byte).
 fn type_sweep(gpu: &Gpu, types: &[GgmlType]) {
-    for (rows, cols) in [(576, 1536), (3072, 1536)] {
+    for (rows, cols, tokens) in [(576, 1536, 1), (3072, 1536, 1), (576, 1536, 64)] {
+        let tiling = if tokens > 1 { Tiling::Tiles } else { Tiling::Decode };
         let prepared: Vec<(Prepared, Form)> = types
             .iter()
             .map(|&ty| {
                 let c = Case { name: "sweep", ty, rows, cols, norm: false, what: What::Product(Epilogue::Accumulate) };
                 let probe = GpuWeight::upload(gpu, "probe", ty, rows, cols, &random_tensor(&mut 1, ty, rows, cols)).unwrap();
-                let form = Form::for_adapter(gpu, &probe, Tiling::Decode);
-                (prepare(gpu, form, &c, 1), form)
+                let form = Form::for_adapter(gpu, &probe, tiling);
+                (prepare(gpu, form, &c, tokens), form)
             })
             .collect();
         let mut best = vec![(f64::MAX, f64::MAX); types.len()];
@@ -184,7 +186,7 @@ fn type_sweep(gpu: &Gpu, types: &[GgmlType]) {
                 *b = (b.0.min(wall), b.1.min(cpu));
             }
         }
-        println!("  decode {rows}x{cols}, best of {SWEEP_ROUNDS} rounds");
+        println!("  {tiling:?} {rows}x{cols} T={tokens}, best of {SWEEP_ROUNDS} rounds");
         let per_byte = |p: &Prepared, (wall, cpu): (f64, f64)| (p.file_bytes / wall / 1e6, p.file_bytes / cpu / 1e6);
         let base = per_byte(&prepared[0].0, best[0]);
         for ((&ty, (p, form)), &b) in types.iter().zip(&prepared).zip(&best) {
