@@ -1,19 +1,23 @@
-// The repacked weight layout (src/gpu/repack.rs) and its one decoder, shared by every kernel that
+// The repacked weight layout (src/gpu/repack/) and its one decoder, shared by every kernel that
 // reads weights (embed.wgsl, matvec.wgsl). Each row of W is a run of 16-byte units (one
-// vec4<u32> load); the type-specific scales live in a separate array of u32 words.
+// vec4<u32> load); the type-specific scales (and the quants' bits above the fourth) live in a
+// separate array of u32 words.
 //
 // A unit is decoded in "pieces": piece p holds the raw values that multiply x vec4 p of the unit
-// (slot a) and, for the 4-bit types, x vec4 p + 4 too (slot b). Raw values
-// are exact small integers or floats, some scaled by a power of two (RAW_SCALE) so that no
-// shift is needed to extract them: a nibble is masked in place. Then, per unit with
-// (d, off) = unit_dm(row, u):
-//     element = raw * RAW_SCALE * d + off            (exact, as the CPU dequantiser; one rounding
-//                                                     for Q4_1's + m, as on the CPU)
+// (slot a) and, for the nibble units (every quantised type but Q8_0), x vec4 p + 4 too (slot b).
+// Raw values are exact small integers or floats, some scaled by a power of two (RAW_SCALE) so
+// that no shift is needed to extract them: a nibble is masked in place, and a fifth and sixth
+// bit (Q5_*, Q6_K) are moved next to it by a constant multiply. Then, per unit with
+// (d, off) = unit_dm(row, u) (per slot for the types with a scale per 16 elements: Q2_K, Q3_K,
+// Q6_K):
+//     element = raw * RAW_SCALE * d + off            (exact, as the CPU dequantiser: one rounding
+//                                                     where ggml rounds once, e.g. d1 * q - m1)
 //     sum_i element_i x_i = d * sum_i raw_i (x_i * RAW_SCALE) + off * sum_i x_i
 // The second form is what decode products use: x is scaled once per unit and serves every row,
 // and no per-weight multiply by d or add of the offset is left.
 //
-// WTYPE is a WT_* code; the WT_* constants are generated from quant::GgmlType (kernel.rs).
+// WTYPE is a WT_* code; the WT_* constants are generated from quant::GgmlType (kernel.rs). Type
+// tests (nibble_unit(), split_slots(), ...) fold away when the pipeline is created.
 
 override WTYPE: u32;
 override ROWS: u32;        // rows of W
@@ -30,10 +34,10 @@ const NIBBLE_MASKS = vec4<u32>(0xfu, 0xf00u, 0xf0000u, 0xf000000u);
 // Q8_0 bytes, masked in place the same way (the top byte shifted down by one byte).
 const RAW_SCALE_Q8 = vec4<f32>(1.0, 1.0 / 256.0, 1.0 / 65536.0, 1.0 / 65536.0);
 const BYTE_MASKS = vec4<u32>(0xffu, 0xff00u, 0xff0000u, 0xff0000u);
-// High bits (repack.rs: high-bit words) join their nibble at bit 8j + 4 of lane j: multiplying
-// the piece's bits by a power of two per lane is a shift that SwiftShader keeps vectorised
-// (variable shifts it scalarises), and the mask keeps only the one source bit (or pair) that
-// lands there. 5-bit types: slot a's bit j of the piece's byte, slot b's bit j + 4. Q6_K: slot
+// High bits (repack/kquant.rs: high-bit words) join their nibble at bit 8j + 4 of lane j:
+// multiplying the piece's bits by a power of two per lane is a shift that SwiftShader keeps
+// vectorised (variable shifts it scalarises), and the mask keeps only the one source bit (or
+// pair) that lands there. 5-bit types: slot a's bit j of the piece's byte, slot b's bit j + 4. Q6_K: slot
 // a's pair at bits 4j, slot b's at 4j + 2 of the piece's 16 bits.
 const SPREAD5_A = vec4<u32>(16u, 2048u, 262144u, 33554432u);   // 2^(4 + 7j)
 const SPREAD5_B = vec4<u32>(1u, 128u, 16384u, 2097152u);       // 2^(7j)
@@ -59,8 +63,8 @@ fn block_scaled() -> bool {
     return WTYPE == WT_Q4_K || WTYPE == WT_Q5_K || WTYPE == WT_Q2_K;
 }
 
-// Units (32 elements) of the whole matrix: the scales array's regions (repack.rs) start at
-// multiples of it.
+// Units (32 elements) of the whole matrix: the scales array's regions (GpuLayout in
+// repack/mod.rs) start at multiples of it.
 fn all_units() -> u32 {
     return ROWS * (COLS / 32u);
 }

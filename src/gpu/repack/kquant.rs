@@ -58,13 +58,7 @@ fn high_bits_6(q: &[u8]) -> [u32; 2] {
 /// their low four bits from the nibbles of byte j + 4 and their top two bits from the spare top
 /// bits of bytes j - 4 (scale) and j (min).
 fn k4_scale_mins(s: &[u8]) -> [(u8, u8); 8] {
-    std::array::from_fn(|j| {
-        if j < 4 {
-            (s[j] & 63, s[j + 4] & 63)
-        } else {
-            ((s[j + 4] & 15) | (s[j - 4] >> 6) << 4, (s[j + 4] >> 4) | (s[j] >> 6) << 4)
-        }
-    })
+    std::array::from_fn(|j| if j < 4 { (s[j] & 63, s[j + 4] & 63) } else { ((s[j + 4] & 15) | (s[j - 4] >> 6) << 4, (s[j + 4] >> 4) | (s[j] >> 6) << 4) })
 }
 
 /// A Q3_K block's 16 six-bit scales (still biased by 32) from its 12 packed bytes: low four bits
@@ -85,7 +79,7 @@ fn raw_quants(ty: GgmlType, b: &[u8], q: &mut [u8]) {
             let qh = u32_at(b, at);
             for (j, v) in q.iter_mut().enumerate() {
                 let nibble = if j < 16 { b[at + 4 + j] & 15 } else { b[at + 4 + j - 16] >> 4 };
-                *v = nibble | ((qh >> j) & 1) as u8 * 16;
+                *v = nibble | (((qh >> j) & 1) as u8) << 4;
             }
         }
         GgmlType::Q2_K | GgmlType::Q3_K => {
@@ -143,7 +137,7 @@ impl ScaleRegions {
         match ty {
             GgmlType::Q5_0 => {
                 // d of block g in half g % 2 of word g / 2 (as Q4_0).
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     self.first.push(u16_at(b, 0));
                 } else {
                     *self.first.last_mut().expect("the pair's word") |= u16_at(b, 0) << 16;
@@ -206,4 +200,70 @@ pub(super) fn repack_blocks(ty: GgmlType, data: &[u8]) -> (Vec<u32>, Vec<u32>) {
         regions.push_block(ty, i, b, &q);
     }
     (out, regions.into_words())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::random_blocks;
+
+    /// Unit g's raw quants read back from the layout as the kernels do (weights.wgsl): nibbles,
+    /// then bits 4-5 from the high-bit words (at word `high_at`, one or two per unit).
+    fn unpack_unit(data: &[u32], high: &[u32], g: usize, high_words: usize) -> [u8; 32] {
+        std::array::from_fn(|e| {
+            let (slot_b, p, j) = (e / 16, (e % 16) / 4, e % 4);
+            let byte = (data[4 * g + p] >> (8 * j)) as u8;
+            let nibble = if slot_b == 1 { byte >> 4 } else { byte & 15 };
+            let top = match high_words {
+                1 => (high[g] >> (8 * p + 4 * slot_b + j)) & 1,
+                2 => (high[2 * g + p / 2] >> (16 * (p % 2) + 4 * j + 2 * slot_b)) & 3,
+                _ => 0,
+            };
+            nibble | (top as u8) << 4
+        })
+    }
+
+    #[test]
+    fn units_hold_every_raw_quant_and_the_scales_take_the_documented_words() {
+        for ty in GgmlType::K_AND_Q5 {
+            let blocks = 3; // an odd count: Q5_0's last d word is half used
+            let n = blocks * ty.block_len();
+            let bytes = random_blocks(ty, n, 1.0, 7).unwrap();
+            let (data, scales) = repack_blocks(ty, &bytes);
+            let units = n / UNIT;
+            assert_eq!(data.len(), 4 * units, "{}", ty.name());
+            // (words before the high-bit region, high-bit words per unit), as GpuLayout documents.
+            let (head, high_words) = match ty {
+                GgmlType::Q5_0 => (units.div_ceil(2), 1),
+                GgmlType::Q5_1 => (units, 1),
+                GgmlType::Q4_K | GgmlType::Q2_K => (units / 8 + units / 2, 0),
+                GgmlType::Q5_K => (units / 8 + units / 2, 1),
+                GgmlType::Q6_K => (units, 2),
+                _ => (units, 0),
+            };
+            assert_eq!(scales.len(), head + high_words * units, "{}", ty.name());
+            let mut q = vec![0u8; ty.block_len()];
+            for (b, block) in bytes.chunks_exact(ty.block_bytes()).enumerate() {
+                raw_quants(ty, block, &mut q);
+                for (k, want) in q.chunks_exact(UNIT).enumerate() {
+                    let g = b * ty.block_len() / UNIT + k;
+                    assert_eq!(unpack_unit(&data, &scales[head..], g, high_words), want, "{} unit {g}", ty.name());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn raw_quants_stay_in_range() {
+        // 5 bits for the Q5 types and Q5_K, 6 for Q6_K, 3 for Q3_K, 2 for Q2_K, 4 for Q4_K.
+        for (ty, bits) in
+            [(GgmlType::Q5_0, 5), (GgmlType::Q5_1, 5), (GgmlType::Q2_K, 2), (GgmlType::Q3_K, 3), (GgmlType::Q4_K, 4), (GgmlType::Q5_K, 5), (GgmlType::Q6_K, 6)]
+        {
+            let bytes = random_blocks(ty, ty.block_len(), 1.0, 3).unwrap();
+            let mut q = vec![0u8; ty.block_len()];
+            raw_quants(ty, &bytes, &mut q);
+            assert!(q.iter().all(|&v| v < 1 << bits), "{}", ty.name());
+            assert!(q.iter().any(|&v| v >= 1 << (bits - 1)), "{}: the top bit is never set", ty.name());
+        }
+    }
 }

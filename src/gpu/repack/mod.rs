@@ -233,5 +233,19 @@ mod tests {
     fn rejects_bad_shapes() {
         assert!(repack_for_gpu(GgmlType::Q8_0, 1, 48, &[0; 51]).is_err());
         assert!(repack_for_gpu(GgmlType::F32, 2, 2, &[0; 12]).is_err());
+        // K-quant rows are whole 256-element blocks; a short buffer is an error, not a panic.
+        assert!(repack_for_gpu(GgmlType::Q4_K, 2, 128, &[0; 144]).is_err());
+        assert!(repack_for_gpu(GgmlType::Q6_K, 1, 256, &[0; 209]).is_err());
+    }
+
+    #[test]
+    fn buffer_bound_covers_the_layout() {
+        for ty in GgmlType::ALL {
+            let (rows, cols) = (3, 512);
+            let bytes = crate::quant::random_blocks(ty, rows * cols, 1.0, 1).unwrap();
+            let l = repack_for_gpu(ty, rows, cols, &bytes).unwrap();
+            let largest = 4 * l.data.len().max(l.scales.len()) as u64;
+            assert!(largest <= largest_buffer_bytes(ty, bytes.len() as u64), "{}", ty.name());
+        }
     }
 }
