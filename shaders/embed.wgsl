@@ -24,11 +24,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = min(tokens[t], ROWS - 1u);
     let w = wq[row * ROW_UNITS + u];
     let dm = unit_dm(row, u);
+    let h = unit_high(row, u);
     let first = u * epu();
     for (var p = 0u; p < pieces(); p++) {
-        let e = piece_elements(piece_raw(w, p), dm);
+        let e = piece_elements(piece_raw(w, h, p), dm);
         put(t * COLS, first + 4u * p, e.a);
-        if (is_q4()) {
+        if (nibble_unit()) {
             put(t * COLS, first + 4u * p + 16u, e.b);
         }
     }

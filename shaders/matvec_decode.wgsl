@@ -1,22 +1,24 @@
 // The decode path of matvec.wgsl (TT = 1): one token, R rows per group, in two loop orders
 // (UNIT_X) for the two software JITs; the GPU form uses "by unit" with R = 4.
 
-// sum raw_i * px_i of piece p of unit w, px = x * raw_scale() (slot b: 4-bit types).
-fn raw_dot(w: vec4<u32>, p: u32, pa: vec4<f32>, pb: vec4<f32>) -> f32 {
-    let raw = piece_raw(w, p);
-    if (is_q4()) {
-        return dot(raw.a, pa) + dot(raw.b, pb);
-    }
-    return dot(raw.a, pa);
+// sum raw_i * px_i of piece p of unit w (high-bit words h), px = x * raw_scale(), in
+// piece_dots' form (slot b: nibble units).
+fn raw_dot(w: vec4<u32>, h: vec2<u32>, p: u32, pa: vec4<f32>, pb: vec4<f32>) -> vec2<f32> {
+    return piece_dots(piece_raw(w, h, p), pa, pb);
+}
+
+fn hsum(v: vec4<f32>) -> f32 {
+    return (v.x + v.y) + (v.z + v.w);
 }
 
 // One unit's x for the decode path, read once and used by every row of the group: normalised
-// (x * g), then scaled for raw dots (piece p: slot a in a<p>, slot b in b<p>), with the sum of the
-// normalised values (for the unit's offset) and this unit's part of sum x² (NORM).
+// (x * g), then scaled for raw dots (piece p: slot a in a<p>, slot b in b<p>), with the sums of
+// the normalised values (for the unit's offsets, in slot_sums' form) and this unit's part of
+// sum x² (NORM).
 struct UnitX {
     a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>,
     b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>,
-    sum: f32,
+    sums: vec2<f32>,
     ss: f32,
 }
 
@@ -38,14 +40,19 @@ fn unit_x(t: u32, u: u32) -> UnitX {
     x.a0 = normed_x4(t, v, &ss);
     if (n > 1u) { x.a1 = normed_x4(t, v + 1u, &ss); }
     if (n > 2u) { x.a2 = normed_x4(t, v + 2u, &ss); x.a3 = normed_x4(t, v + 3u, &ss); }
-    if (is_q4()) {
+    if (nibble_unit()) {
         x.b0 = normed_x4(t, v + 4u, &ss);
         x.b1 = normed_x4(t, v + 5u, &ss);
         x.b2 = normed_x4(t, v + 6u, &ss);
         x.b3 = normed_x4(t, v + 7u, &ss);
     }
-    let all = (x.a0 + x.a1) + (x.a2 + x.a3) + (x.b0 + x.b1) + (x.b2 + x.b3);
-    x.sum = (all.x + all.y) + (all.z + all.w);
+    let sa = (x.a0 + x.a1) + (x.a2 + x.a3);
+    let sb = (x.b0 + x.b1) + (x.b2 + x.b3);
+    if (split_slots()) {
+        x.sums = vec2<f32>(hsum(sa), hsum(sb));
+    } else {
+        x.sums = vec2<f32>(hsum(sa + sb), 0.0);
+    }
     x.ss = ss;
     let rs = raw_scale();
     x.a0 *= rs; x.a1 *= rs; x.a2 *= rs; x.a3 *= rs;
@@ -53,19 +60,38 @@ fn unit_x(t: u32, u: u32) -> UnitX {
     return x;
 }
 
-// sum_i element_i x_i over the unit `w` of one row (its scale and offset dm).
-fn row_unit(w: vec4<u32>, dm: vec2<f32>, x: UnitX) -> f32 {
+// sum_i element_i x_i over unit u of `row`, whose block_dm is `block`.
+fn row_unit(row: u32, u: u32, x: UnitX, block: vec2<f32>) -> f32 {
+    let w = wq[row * ROW_UNITS + u];
+    let h = unit_high(row, u);
     let n = pieces();
-    var s = raw_dot(w, 0u, x.a0, x.b0);
-    if (n > 1u) { s += raw_dot(w, 1u, x.a1, x.b1); }
-    if (n > 2u) { s += raw_dot(w, 2u, x.a2, x.b2) + raw_dot(w, 3u, x.a3, x.b3); }
-    return unit_dot(s, dm, x.sum);
+    var s = raw_dot(w, h, 0u, x.a0, x.b0);
+    if (n > 1u) { s += raw_dot(w, h, 1u, x.a1, x.b1); }
+    if (n > 2u) { s += raw_dot(w, h, 2u, x.a2, x.b2) + raw_dot(w, h, 3u, x.a3, x.b3); }
+    return unit_dot(s, unit_dm_in(row, u, block), x.sums);
 }
 
-// Unit u of four rows (clamped row indices r) against x.
-fn quad_unit(r: vec4<u32>, u: u32, x: UnitX) -> vec4<f32> {
-    return vec4<f32>(row_unit(wq[r.x * ROW_UNITS + u], unit_dm(r.x, u), x), row_unit(wq[r.y * ROW_UNITS + u], unit_dm(r.y, u), x),
-                     row_unit(wq[r.z * ROW_UNITS + u], unit_dm(r.z, u), x), row_unit(wq[r.w * ROW_UNITS + u], unit_dm(r.w, u), x));
+// The block_dm of four rows.
+struct QuadBlocks {
+    x: vec2<f32>, y: vec2<f32>, z: vec2<f32>, w: vec2<f32>,
+}
+
+fn quad_blocks(r: vec4<u32>, u: u32) -> QuadBlocks {
+    return QuadBlocks(block_dm(r.x, u), block_dm(r.y, u), block_dm(r.z, u), block_dm(r.w, u));
+}
+
+// Whether the block words are read once per block rather than once per unit: with one lane per
+// row group its units are consecutive, so a block's 8 units follow each other. Measured
+// (bench_matmul --types): on lavapipe (by unit) this saves one of the unit's gathers; on
+// SwiftShader (by piece) the state kept across iterations costs more than the loads. Lanes > 1
+// (GPUs) read them per unit, from cache.
+fn hoist_blocks(u: u32) -> bool {
+    return block_scaled() && LANES == 1u && UNIT_X && u % 8u != 0u;
+}
+
+// Unit u of four rows (clamped row indices r, block_dm b) against x.
+fn quad_unit(r: vec4<u32>, u: u32, x: UnitX, b: QuadBlocks) -> vec4<f32> {
+    return vec4<f32>(row_unit(r.x, u, x, b.x), row_unit(r.y, u, x, b.y), row_unit(r.z, u, x, b.z), row_unit(r.w, u, x, b.w));
 }
 
 // Rows first + 4k .. first + 4k + 3, clamped (rows past the end are loaded as the last row and
@@ -83,45 +109,86 @@ fn products_one_by_piece(lane: u32, first_row: u32, t: u32) -> Acc {
     var lo = vec4<f32>(0.0);
     var hi = vec4<f32>(0.0);
     var ss = 0.0;
+    var b0: QuadBlocks;
+    var b1: QuadBlocks;
     for (var u = lane; u < ROW_UNITS; u += LANES) {
+        if (!hoist_blocks(u)) {
+            b0 = quad_blocks(rq0, u);
+            if (R > 4u) { b1 = quad_blocks(rq1, u); }
+        }
         let q0 = wq[rq0.x * ROW_UNITS + u];
         let q1 = wq[rq0.y * ROW_UNITS + u];
         let q2 = wq[rq0.z * ROW_UNITS + u];
         let q3 = wq[rq0.w * ROW_UNITS + u];
+        let h0 = unit_high(rq0.x, u);
+        let h1 = unit_high(rq0.y, u);
+        let h2 = unit_high(rq0.z, u);
+        let h3 = unit_high(rq0.w, u);
         var q4 = vec4<u32>(0u);
         var q5 = vec4<u32>(0u);
         var q6 = vec4<u32>(0u);
         var q7 = vec4<u32>(0u);
+        var h4 = vec2<u32>(0u);
+        var h5 = vec2<u32>(0u);
+        var h6 = vec2<u32>(0u);
+        var h7 = vec2<u32>(0u);
         if (R > 4u) {
             q4 = wq[rq1.x * ROW_UNITS + u];
             q5 = wq[rq1.y * ROW_UNITS + u];
             q6 = wq[rq1.z * ROW_UNITS + u];
             q7 = wq[rq1.w * ROW_UNITS + u];
+            h4 = unit_high(rq1.x, u);
+            h5 = unit_high(rq1.y, u);
+            h6 = unit_high(rq1.z, u);
+            h7 = unit_high(rq1.w, u);
         }
         let xv = u * (epu() / 4u);  // the unit's first x vec4
+        // Raw dots of the 4 + 4 rows (slot a, or both slots), and slot b's when split_slots().
         var d_lo = vec4<f32>(0.0);
         var d_hi = vec4<f32>(0.0);
-        var sx = vec4<f32>(0.0);
+        var d_lo_b = vec4<f32>(0.0);
+        var d_hi_b = vec4<f32>(0.0);
+        var sxa = vec4<f32>(0.0);
+        var sxb = vec4<f32>(0.0);
         for (var p = 0u; p < pieces(); p++) {
             let xa = normed_x4(t, xv + p, &ss);
             var xb = vec4<f32>(0.0);
-            if (is_q4()) {
+            if (nibble_unit()) {
                 xb = normed_x4(t, xv + p + 4u, &ss);
             }
-            sx += xa + xb;
+            if (split_slots()) {
+                sxa += xa;
+                sxb += xb;
+            } else {
+                sxa += xa + xb;
+            }
             let pa = xa * raw_scale();
             let pb = xb * raw_scale();
-            d_lo += vec4<f32>(raw_dot(q0, p, pa, pb), raw_dot(q1, p, pa, pb), raw_dot(q2, p, pa, pb), raw_dot(q3, p, pa, pb));
+            let r0 = raw_dot(q0, h0, p, pa, pb);
+            let r1 = raw_dot(q1, h1, p, pa, pb);
+            let r2 = raw_dot(q2, h2, p, pa, pb);
+            let r3 = raw_dot(q3, h3, p, pa, pb);
+            d_lo += vec4<f32>(r0.x, r1.x, r2.x, r3.x);
+            if (split_slots()) {
+                d_lo_b += vec4<f32>(r0.y, r1.y, r2.y, r3.y);
+            }
             if (R > 4u) {
-                d_hi += vec4<f32>(raw_dot(q4, p, pa, pb), raw_dot(q5, p, pa, pb), raw_dot(q6, p, pa, pb), raw_dot(q7, p, pa, pb));
+                let r4 = raw_dot(q4, h4, p, pa, pb);
+                let r5 = raw_dot(q5, h5, p, pa, pb);
+                let r6 = raw_dot(q6, h6, p, pa, pb);
+                let r7 = raw_dot(q7, h7, p, pa, pb);
+                d_hi += vec4<f32>(r4.x, r5.x, r6.x, r7.x);
+                if (split_slots()) {
+                    d_hi_b += vec4<f32>(r4.y, r5.y, r6.y, r7.y);
+                }
             }
         }
-        let s = sx.x + sx.y + sx.z + sx.w;
-        lo += vec4<f32>(unit_dot(d_lo.x, unit_dm(rq0.x, u), s), unit_dot(d_lo.y, unit_dm(rq0.y, u), s),
-                        unit_dot(d_lo.z, unit_dm(rq0.z, u), s), unit_dot(d_lo.w, unit_dm(rq0.w, u), s));
+        let s = vec2<f32>(sxa.x + sxa.y + sxa.z + sxa.w, sxb.x + sxb.y + sxb.z + sxb.w);
+        lo += vec4<f32>(unit_dot(vec2<f32>(d_lo.x, d_lo_b.x), unit_dm_in(rq0.x, u, b0.x), s), unit_dot(vec2<f32>(d_lo.y, d_lo_b.y), unit_dm_in(rq0.y, u, b0.y), s),
+                        unit_dot(vec2<f32>(d_lo.z, d_lo_b.z), unit_dm_in(rq0.z, u, b0.z), s), unit_dot(vec2<f32>(d_lo.w, d_lo_b.w), unit_dm_in(rq0.w, u, b0.w), s));
         if (R > 4u) {
-            hi += vec4<f32>(unit_dot(d_hi.x, unit_dm(rq1.x, u), s), unit_dot(d_hi.y, unit_dm(rq1.y, u), s),
-                            unit_dot(d_hi.z, unit_dm(rq1.z, u), s), unit_dot(d_hi.w, unit_dm(rq1.w, u), s));
+            hi += vec4<f32>(unit_dot(vec2<f32>(d_hi.x, d_hi_b.x), unit_dm_in(rq1.x, u, b1.x), s), unit_dot(vec2<f32>(d_hi.y, d_hi_b.y), unit_dm_in(rq1.y, u, b1.y), s),
+                            unit_dot(vec2<f32>(d_hi.z, d_hi_b.z), unit_dm_in(rq1.z, u, b1.z), s), unit_dot(vec2<f32>(d_hi.w, d_hi_b.w), unit_dm_in(rq1.w, u, b1.w), s));
         }
     }
     var acc: Acc;
@@ -140,12 +207,21 @@ fn products_one_by_unit(lane: u32, first_row: u32, t: u32) -> Acc {
     let rq3 = quad_rows(first_row, 3u);
     var acc: Acc;
     var ss = 0.0;
+    var b0: QuadBlocks;
+    var b1: QuadBlocks;
+    var b2: QuadBlocks;
+    var b3: QuadBlocks;
     for (var u = lane; u < ROW_UNITS; u += LANES) {
+        if (!hoist_blocks(u)) {
+            b0 = quad_blocks(rq0, u);
+            if (R > 4u) { b1 = quad_blocks(rq1, u); }
+            if (R > 8u) { b2 = quad_blocks(rq2, u); b3 = quad_blocks(rq3, u); }
+        }
         let x = unit_x(t, u);
         ss += x.ss;
-        acc.a0 += quad_unit(rq0, u, x);
-        if (R > 4u) { acc.a1 += quad_unit(rq1, u, x); }
-        if (R > 8u) { acc.a2 += quad_unit(rq2, u, x); acc.a3 += quad_unit(rq3, u, x); }
+        acc.a0 += quad_unit(rq0, u, x, b0);
+        if (R > 4u) { acc.a1 += quad_unit(rq1, u, x, b1); }
+        if (R > 8u) { acc.a2 += quad_unit(rq2, u, x, b2); acc.a3 += quad_unit(rq3, u, x, b3); }
     }
     acc.ss0 = vec4<f32>(ss, 0.0, 0.0, 0.0);
     return acc;

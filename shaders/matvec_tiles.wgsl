@@ -17,7 +17,7 @@ struct TokenDots {
 fn token_dots(t: u32, xv: u32, p: u32, w: Rows4) -> TokenDots {
     let xa = load_x4(t, xv + p);
     var xb = vec4<f32>(0.0);
-    if (is_q4()) {
+    if (nibble_unit()) {
         xb = load_x4(t, xv + p + 4u);
     }
     var ss = 0.0;
@@ -26,7 +26,7 @@ fn token_dots(t: u32, xv: u32, p: u32, w: Rows4) -> TokenDots {
     }
     let ha = vec4<act_t>(xa);
     var d = vec4<f32>(f32(dot(w.a0, ha)), f32(dot(w.a1, ha)), f32(dot(w.a2, ha)), f32(dot(w.a3, ha)));
-    if (is_q4()) {
+    if (nibble_unit()) {
         let hb = vec4<act_t>(xb);
         d += vec4<f32>(f32(dot(w.b0, hb)), f32(dot(w.b1, hb)), f32(dot(w.b2, hb)), f32(dot(w.b3, hb)));
     }
@@ -49,6 +49,10 @@ fn products_tile(lane: u32, first_row: u32, t0: u32, nt: u32) -> Acc {
         let dm1 = unit_dm(r1, u);
         let dm2 = unit_dm(r2, u);
         let dm3 = unit_dm(r3, u);
+        let h0 = unit_high(r0, u);
+        let h1 = unit_high(r1, u);
+        let h2 = unit_high(r2, u);
+        let h3 = unit_high(r3, u);
         let xv = u * (epu() / 4u);
         for (var p = 0u; p < pieces(); p++) {
             // Decode each weight once (times the norm weight: (x * g)·w = x·(g * w)); it serves
@@ -57,14 +61,14 @@ fn products_tile(lane: u32, first_row: u32, t0: u32, nt: u32) -> Acc {
             var gb = vec4<f32>(1.0);
             if (NORM) {
                 ga = load_g4(xv + p);
-                if (is_q4()) {
+                if (nibble_unit()) {
                     gb = load_g4(xv + p + 4u);
                 }
             }
-            let e0 = piece_elements(piece_raw(q0, p), dm0);
-            let e1 = piece_elements(piece_raw(q1, p), dm1);
-            let e2 = piece_elements(piece_raw(q2, p), dm2);
-            let e3 = piece_elements(piece_raw(q3, p), dm3);
+            let e0 = piece_elements(piece_raw(q0, h0, p), dm0);
+            let e1 = piece_elements(piece_raw(q1, h1, p), dm1);
+            let e2 = piece_elements(piece_raw(q2, h2, p), dm2);
+            let e3 = piece_elements(piece_raw(q3, h3, p), dm3);
             let w = Rows4(vec4<act_t>(e0.a * ga), vec4<act_t>(e1.a * ga), vec4<act_t>(e2.a * ga), vec4<act_t>(e3.a * ga),
                           vec4<act_t>(e0.b * gb), vec4<act_t>(e1.b * gb), vec4<act_t>(e2.b * gb), vec4<act_t>(e3.b * gb));
             var r = token_dots(t0, xv, p, w);

@@ -12,6 +12,7 @@ use std::rc::Rc;
 
 use super::{concat_rows, interleave_rows, Gpu, GpuWeight};
 use crate::model::{Global, ModelConfig, Role, Slot, TensorPlace, TensorPlaces, TensorRef, Weights};
+use crate::quant::GgmlType;
 
 /// A tensor on the GPU.
 pub enum GpuTensor {
@@ -180,9 +181,8 @@ fn stackable(parts: &[&TensorPlace<'_>]) -> bool {
 fn check_fits(gpu: &Gpu, t: &TensorPlaces<'_>) -> crate::Result<()> {
     let (binding, buffer) = (gpu.limits.max_storage_buffer_binding_size, gpu.limits.max_buffer_size);
     let (max, limit) = if binding <= buffer { (binding, "maxStorageBufferBindingSize") } else { (buffer, "maxBufferSize") };
-    // The GPU layout is at most 4/3 of the file size (scales widened to whole words).
-    let fits = |name: &str, file_bytes: u64| {
-        let need = file_bytes.saturating_mul(4) / 3 + 64;
+    let fits = |name: &str, ty: GgmlType, file_bytes: u64| {
+        let need = super::repack::largest_buffer_bytes(ty, file_bytes);
         if need > max {
             // ModelTooLarge, not UnsupportedModel: the file is fine (the page keeps it cached, and
             // the CPU backend or a bigger GPU can run it).
@@ -192,15 +192,15 @@ fn check_fits(gpu: &Gpu, t: &TensorPlaces<'_>) -> crate::Result<()> {
     };
     for (slot, w) in t.iter() {
         if !slot.is_norm() {
-            fits(w.name, w.len)?;
+            fits(w.name, w.ty, w.len)?;
         }
     }
     for l in &t.layers {
         if stackable(&[&l.wq, &l.wk, &l.wv]) {
-            fits(l.wq.name, l.wq.len + l.wk.len + l.wv.len)?;
+            fits(l.wq.name, l.wq.ty, l.wq.len + l.wk.len + l.wv.len)?;
         }
         if stackable(&[&l.w_gate, &l.w_up]) {
-            fits(l.w_gate.name, l.w_gate.len + l.w_up.len)?;
+            fits(l.w_gate.name, l.w_gate.ty, l.w_gate.len + l.w_up.len)?;
         }
     }
     Ok(())

@@ -1,4 +1,4 @@
-//! Weight matrices on the GPU in the layout of [`crate::quant::GpuLayout`].
+//! Weight matrices on the GPU in the layout of [`super::GpuLayout`].
 
 use super::repack_for_gpu;
 use super::Gpu;
@@ -12,7 +12,8 @@ pub struct GpuWeight {
     pub row_words: u32,
     /// array<u32>: packed values or quants (see GpuLayout).
     pub data: wgpu::Buffer,
-    /// array<u32>: block scales as the file's f16 bits (d, or d and m for Q4_1); see GpuLayout.
+    /// array<u32>: block and sub-block scales (the file's f16 bits and small integers) and the
+    /// quants' high bits; see GpuLayout.
     pub scales: wgpu::Buffer,
 }
 

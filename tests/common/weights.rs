@@ -10,7 +10,7 @@
 #![allow(dead_code)]
 
 use half::{bf16, f16};
-use mobilellm_web::quant::{dequantize, GgmlType};
+use mobilellm_web::quant::{dequantize, random_blocks, GgmlType};
 
 use super::Rng;
 
@@ -38,7 +38,8 @@ pub fn random_tensor(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize) -> V
                 out.extend((0..nq).map(|_| rng.next_u64() as u8));
             }
         }
-        _ => return mobilellm_web::quant::random_blocks(ty, n, 0.3, rng.next_u64()).expect("whole blocks"),
+        // The Q5 types and K-quants: random quants and scales, elements within about ±0.25.
+        _ => out = random_blocks(ty, n, 0.25, rng.next_u64()).expect("whole blocks"),
     }
     out
 }
@@ -75,9 +76,33 @@ pub fn magnitudes(ty: GgmlType, bytes: &[u8], n: usize) -> Vec<f32> {
                 out.extend(qs.iter().map(|&q| ((q >> 4) as f32 * d).abs() + off.abs()));
             }
         }
-        _ => panic!("magnitudes: no decode bound for {} yet", ty.name()),
+        _ => {
+            // Decoded as d * raw + off with an unsigned raw quant (every bias in off), so off is
+            // the element whose quant bits are all zero: |e - off| + |off|.
+            let e = dequant(ty, bytes, n);
+            let mut zeroed = bytes.to_vec();
+            let quants = quant_bytes(ty);
+            zeroed.chunks_exact_mut(ty.block_bytes()).for_each(|b| b[quants.clone()].fill(0));
+            let off = dequant(ty, &zeroed, n);
+            out.extend(e.iter().zip(&off).map(|(e, o)| (e - o).abs() + o.abs()));
+        }
     }
     out
+}
+
+/// The bytes of a Q5 or K-quant block that hold quant bits (with them all zero, Q3_K's clear
+/// hmask bits subtract 4: its raw quant is 0 too).
+fn quant_bytes(ty: GgmlType) -> std::ops::Range<usize> {
+    match ty {
+        GgmlType::Q5_0 => 2..22,
+        GgmlType::Q5_1 => 4..24,
+        GgmlType::Q2_K => 16..80,
+        GgmlType::Q3_K => 0..96,
+        GgmlType::Q4_K => 16..144,
+        GgmlType::Q5_K => 16..176,
+        GgmlType::Q6_K => 0..192,
+        _ => unreachable!("quant_bytes: {}", ty.name()),
+    }
 }
 
 /// sum_c |x[t, c]| * mag[r, c] for every output [t, r].

@@ -1,5 +1,7 @@
 //! One-time repack of GGUF tensor bytes into the 4-byte-word layout the WGSL kernels read.
 
+mod kquant;
+
 use crate::quant::GgmlType;
 use crate::{Error, Result};
 
@@ -12,15 +14,43 @@ use crate::{Error, Result};
 /// - F16 / BF16: two halves per u32 (element 2i in the low half), 8 elements per unit. Rows are
 ///   padded with zeros to a multiple of 8 elements.
 /// - Q8_0: the 32 i8 quants of a block as 8 u32 (byte order as in the file), a unit is half a block.
-/// - Q4_0 / Q4_1: the 16 nibble bytes of a block as 4 u32 = one unit (ggml order: byte j holds
-///   element j in its low nibble and element j+16 in its high nibble).
+/// - Every other type: the *nibble unit*, 32 elements = 16 bytes: byte j holds element j in its
+///   low nibble and element j + 16 in its high nibble (ggml's Q4_0 / Q4_1 order, which those two
+///   keep as they are). The elements' low four bits, that is, of the *raw* quant: the unsigned
+///   integer with element = d * raw + off, every bias folded into the unit's off (Q5_0: raw =
+///   q + 16, off = -16 d; Q6_K: off = -32 d sc; Q3_K: raw = the 2 low bits + 4 * the hmask bit,
+///   off = -4 d sc). Q4_K / Q5_K / Q6_K sub-blocks are reordered into units (ggml interleaves
+///   them in 64-element groups). Q2_K and Q3_K keep their 2- and 3-bit quants in nibbles: one
+///   decoder for all types, at 16 data bytes per 32 elements where the file has 8 (Q2_K) or 12
+///   (Q3_K).
 ///
-/// `scales` keeps the file's f16 bits (exact, and as compact as the file; WGSL decodes them with
-/// `unpack2x16float`, which needs no f16 support). Blocks are numbered row-major over the whole
-/// matrix, `g = row * (cols / 32) + block`:
+/// `scales` (blocks numbered row-major over the whole matrix, `g = row * (cols / 32) + unit` for
+/// units; f16 values as the file's bits, which WGSL decodes with `unpack2x16float`, exact and
+/// with no f16 support needed):
 /// - Q8_0 / Q4_0: `d` of block g in half `g % 2` (0 = low) of word `g / 2`.
 /// - Q4_1: word g holds `d` in the low half and `m` in the high half.
 /// - float types: a single 0 word (kernels bind it anyway, so one bind group layout fits all).
+///
+/// Bits 4 and 5 of the raw quants live in *high-bit words*, arranged so the kernel moves them to
+/// bit 8j + 4 of lane j with a constant multiply (kquant.rs: `high_bits_5`, `high_bits_6`):
+/// 5-bit types one word per unit (piece p's 8 bits in byte p), Q6_K two. The other types' scales
+/// array is up to three regions, each indexed by the unit number g (or g / 2, g / 8) plus a
+/// constant offset (N = rows * cols / 32 units), so that a kernel's index arithmetic is what the
+/// unit's data load already computed:
+/// - Q5_0: d as Q4_0 (ceil(N / 2) words), then the high bits (word g).
+/// - Q5_1: `[d | m << 16]` as Q4_1 (N words), then the high bits.
+/// - Q4_K: `[d | dmin << 16]` per block (word g / 8; N / 8 words), then the six-bit scale and
+///   min of units 2k, 2k + 1 as bytes `[sc | m << 8 | sc' << 16 | m' << 24]` (word g / 2; N / 2
+///   words). The kernel forms d * sc and dmin * m in f32 as ggml does (both exact).
+/// - Q5_K: Q4_K's two regions, then the high bits (N words).
+/// - Q2_K: `[d | dmin << 16]` per block, then the file's 16 scale bytes per block (scale in the low
+///   nibble, min in the high; unit g's two halves in half g % 2 of word g / 2).
+/// - Q6_K: `[d | sc_a << 16 | sc_b << 24]` per unit (i8 scales of its elements 0..15, 16..31),
+///   then two high-bit words per unit (words 2g, 2g + 1).
+/// - Q3_K: `[d | (sc_a - 32) << 16 | (sc_b - 32) << 24]` per unit (i8).
+///
+/// Bytes per weight on the GPU (file): Q5_0 0.6875 (0.6875), Q5_1 0.75 (0.75), Q4_K 0.578 (0.5625),
+/// Q5_K 0.703 (0.6875), Q6_K 0.875 (0.820), Q3_K 0.625 (0.430), Q2_K 0.578 (0.328).
 pub struct GpuLayout {
     pub data: Vec<u32>,
     pub scales: Vec<u32>,
@@ -96,9 +126,24 @@ pub fn repack_for_gpu(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Re
             }
             (out, scales, cols / 32 * qwords)
         }
-        _ => return Err(bad("not supported by the WebGPU backend yet".into())),
+        _ => {
+            let (out, scales) = kquant::repack_blocks(ty, data);
+            (out, scales, cols / 8)
+        }
     };
     Ok(GpuLayout { data, scales, row_words })
+}
+
+/// A bound on the larger of the two GPU buffers of a tensor of `file_bytes` bytes of type `ty`
+/// (checked against the device's limits before anything is uploaded).
+pub fn largest_buffer_bytes(ty: GgmlType, file_bytes: u64) -> u64 {
+    if GgmlType::K_AND_Q5.contains(&ty) {
+        // Nibble units: 16 bytes per 32 elements, more than the scales (at most 12 per 32).
+        let blocks = file_bytes / ty.block_bytes() as u64;
+        return blocks * (ty.block_len() as u64 / 2);
+    }
+    // Float rows padded to whole units, scales widened to whole words: at most 4/3 of the file.
+    file_bytes.saturating_mul(4) / 3 + 64
 }
 
 /// Bytes of one row of a [rows, cols] tensor of type `ty` in its GGUF layout.
@@ -188,5 +233,19 @@ mod tests {
     fn rejects_bad_shapes() {
         assert!(repack_for_gpu(GgmlType::Q8_0, 1, 48, &[0; 51]).is_err());
         assert!(repack_for_gpu(GgmlType::F32, 2, 2, &[0; 12]).is_err());
+        // K-quant rows are whole 256-element blocks; a short buffer is an error, not a panic.
+        assert!(repack_for_gpu(GgmlType::Q4_K, 2, 128, &[0; 144]).is_err());
+        assert!(repack_for_gpu(GgmlType::Q6_K, 1, 256, &[0; 209]).is_err());
+    }
+
+    #[test]
+    fn buffer_bound_covers_the_layout() {
+        for ty in GgmlType::ALL {
+            let (rows, cols) = (3, 512);
+            let bytes = crate::quant::random_blocks(ty, rows * cols, 1.0, 1).unwrap();
+            let l = repack_for_gpu(ty, rows, cols, &bytes).unwrap();
+            let largest = 4 * l.data.len().max(l.scales.len()) as u64;
+            assert!(largest <= largest_buffer_bytes(ty, bytes.len() as u64), "{}", ty.name());
+        }
     }
 }
