@@ -128,8 +128,9 @@ fn every_type_combination_builds_and_loads() {
         for et in GgmlType::ALL {
             let mut spec = SynthSpec::tiny(Arch::Llama);
             if wt.is_k_quant() || et.is_k_quant() {
-                // The super-block is 256 elements: rows must be whole super-blocks.
-                (spec.dim, spec.ffn_dim) = (256, 512);
+                // The super-block is 256 elements: rows must be whole super-blocks (attn_output's
+                // rows are n_heads * head_dim).
+                (spec.dim, spec.ffn_dim, spec.head_dim) = (256, 512, 64);
             }
             spec.weight_type = wt;
             spec.embd_type = et;
