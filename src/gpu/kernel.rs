@@ -8,12 +8,12 @@ use crate::quant::GgmlType;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    /// Token embedding gather from a (quantised) table.
-    Embed,
-    /// Matrix-vector (decode) and token-tile (prefill) products for every weight type, with the
-    /// RMSNorm of the input, the residual add, SwiGLU or RoPE + KV-cache write fused
+    /// Token embedding gather from a (quantised) table of this type.
+    Embed(GgmlType),
+    /// Matrix-vector (decode) and token-tile (prefill) products with a weight of this type, with
+    /// the RMSNorm of the input, the residual add, SwiGLU or RoPE + KV-cache write fused
     /// (shaders/matvec.wgsl; see ops::matvec).
-    Matvec,
+    Matvec(GgmlType),
     /// GQA causal attention over the KV cache with a running-max softmax (ops::attention).
     Attention,
     /// Repetition penalty, temperature and top-k candidate selection over the logits.
@@ -67,8 +67,8 @@ impl Kernel {
     /// The family's WGSL files, in order (the product kernel is split by path).
     pub fn files(self) -> &'static [&'static str] {
         match self {
-            Kernel::Embed => &[include_str!("../../shaders/embed.wgsl")],
-            Kernel::Matvec => {
+            Kernel::Embed(_) => &[include_str!("../../shaders/embed.wgsl")],
+            Kernel::Matvec(_) => {
                 &[include_str!("../../shaders/matvec.wgsl"), include_str!("../../shaders/matvec_decode.wgsl"), include_str!("../../shaders/matvec_tiles.wgsl")]
             }
             Kernel::Attention => &[include_str!("../../shaders/attention.wgsl")],
@@ -80,18 +80,23 @@ impl Kernel {
     /// WGSL constants from the Rust values.
     fn constants(self) -> Vec<(&'static str, u32)> {
         match self {
-            Kernel::Embed => super::ops::embed::wgsl_constants(),
-            Kernel::Matvec => super::ops::matvec::wgsl_constants(),
+            Kernel::Embed(_) => super::ops::embed::wgsl_constants(),
+            Kernel::Matvec(_) => super::ops::matvec::wgsl_constants(),
             Kernel::Attention => super::ops::attention::wgsl_constants(),
             Kernel::TopK => super::ops::topk::wgsl_constants(),
         }
     }
 
-    fn reads_weights(self) -> bool {
-        matches!(self, Kernel::Embed | Kernel::Matvec)
+    /// The weight type of the kernels that read weights.
+    fn weight_type(self) -> Option<GgmlType> {
+        match self {
+            Kernel::Embed(ty) | Kernel::Matvec(ty) => Some(ty),
+            Kernel::Attention | Kernel::TopK => None,
+        }
     }
 
-    /// Full source: the generated prelude, weights.wgsl for the kernels that read weights, then
+    /// Full source: the generated prelude, for the kernels that read weights the decoder of their
+    /// type (weights.wgsl, weights_kquant.wgsl, bound to the type by weights::decoder_wgsl), then
     /// the family's files.
     pub fn source(self, features: ShaderFeatures) -> String {
         let mut s = String::new();
@@ -105,8 +110,11 @@ impl Kernel {
         const_lines(&mut s, &codes.iter().map(|(n, v)| (n.as_str(), *v)).collect::<Vec<_>>());
         const_lines(&mut s, &self.constants());
         s.push_str(if features.subgroups { SUBGROUP_LANES_SUM } else { NO_SUBGROUP_LANES_SUM });
-        if self.reads_weights() {
+        if let Some(ty) = self.weight_type() {
+            s.push_str(&super::weights::decoder_wgsl(ty));
             s.push_str(include_str!("../../shaders/weights.wgsl"));
+            s.push('\n');
+            s.push_str(include_str!("../../shaders/weights_kquant.wgsl"));
             s.push('\n');
         }
         for file in self.files() {
@@ -123,7 +131,8 @@ mod tests {
 
     #[test]
     fn every_kernel_parses_with_naga_on_both_preludes() {
-        for kernel in [Kernel::Embed, Kernel::Matvec, Kernel::Attention, Kernel::TopK] {
+        let weight_kernels = GgmlType::ALL.into_iter().flat_map(|ty| [Kernel::Embed(ty), Kernel::Matvec(ty)]);
+        for kernel in weight_kernels.chain([Kernel::Attention, Kernel::TopK]) {
             for f16 in [false, true] {
                 for subgroups in [false, true] {
                     let src = kernel.source(ShaderFeatures { f16, subgroups });

@@ -6,7 +6,7 @@
 
 use super::AttnShape;
 use crate::gpu::op::split_workgroups;
-use crate::gpu::{kernel::weight_type_code, Gpu, GpuWeight, Kernel, Op, StepParams};
+use crate::gpu::{Gpu, GpuWeight, Kernel, Op, StepParams};
 
 /// Tokens per workgroup in the tile path (prefill).
 pub const TILE: u32 = 8;
@@ -166,7 +166,6 @@ impl Product<'_> {
         assert!(matches!(form.rows, 4 | 8 | 16) && (tt == 1 || form.rows == 4) && (form.by_unit || form.rows <= 8), "matvec: {form:?} with {tt} tokens");
         assert!(form.wg <= MAX_WG && form.wg.is_multiple_of(form.lanes), "matvec: {form:?}");
         let constants = vec![
-            ("WTYPE", weight_type_code(w.ty) as f64),
             ("ROWS", w.rows as f64),
             ("COLS", w.cols as f64),
             ("ROW_UNITS", (w.row_words / 4) as f64),
@@ -210,7 +209,7 @@ pub fn matvec_with(gpu: &Gpu, step: &wgpu::Buffer, p: &Product, y: &wgpu::Buffer
     }
     let (mut constants, dispatch) = p.setup(gpu, form);
     constants.push(("EPILOGUE", epilogue.code() as f64));
-    let pipeline = gpu.pipeline(Kernel::Matvec, "main", &constants);
+    let pipeline = gpu.pipeline(Kernel::Matvec(p.weight.ty), "main", &constants);
     let mut bufs = p.bindings(step);
     bufs.push(y);
     let bind_group = gpu.bind_group("matvec", &pipeline, &bufs);
@@ -261,7 +260,7 @@ pub fn qkv_with(gpu: &Gpu, step: &wgpu::Buffer, p: &Product, t: &QkvTarget, form
         ("N_CTX", s.n_ctx as f64),
         ("ROW_BASE", t.row_base as f64),
     ]);
-    let pipeline = gpu.pipeline(Kernel::Matvec, "qkv", &constants);
+    let pipeline = gpu.pipeline(Kernel::Matvec(p.weight.ty), "qkv", &constants);
     let mut bufs = p.bindings(step);
     bufs.extend([t.q, t.k_cache, t.v_cache, t.rope]);
     let bind_group = gpu.bind_group("qkv", &pipeline, &bufs);
