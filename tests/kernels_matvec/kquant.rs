@@ -40,7 +40,7 @@ fn kquant_products_every_form_and_path() {
 }
 
 /// Gate and up interleaved (whole 256-element blocks per row) and unfused, in the adapter's
-/// own form, for a split-scale type and a two-scale one.
+/// own form, for a type with one scale per unit and one with a scale per 16 elements.
 #[test]
 fn kquant_swiglu_in_the_default_form() {
     let mut rng = Rng(0x5eed_2002);
