@@ -13,8 +13,8 @@ fn hsum(v: vec4<f32>) -> f32 {
 
 // One unit's x for the decode path, read once and used by every row of the group: normalised
 // (x * g), then scaled for raw dots (piece p: slot a in a<p>, slot b in b<p>), with the sums of
-// the normalised values (for the unit's offsets, in slot_sums' form) and this unit's part of
-// sum x² (NORM).
+// the normalised values (for the unit's offsets: slots a and b apart when split_slots(), else
+// their total and 0) and this unit's part of sum x² (NORM).
 struct UnitX {
     a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>,
     b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>,
@@ -80,13 +80,13 @@ fn quad_blocks(r: vec4<u32>, u: u32) -> QuadBlocks {
     return QuadBlocks(block_dm(r.x, u), block_dm(r.y, u), block_dm(r.z, u), block_dm(r.w, u));
 }
 
-// Whether the block words are read once per block rather than once per unit: with one lane per
-// row group its units are consecutive, so a block's 8 units follow each other. Measured
-// (bench_matmul --types): on lavapipe (by unit) this saves one of the unit's gathers; on
-// SwiftShader (by piece) the state kept across iterations costs more than the loads. Lanes > 1
-// (GPUs) read them per unit, from cache.
+// Whether the by-unit order keeps unit u's block words from an earlier unit rather than reading
+// them: with one lane per row group its units are consecutive, so a block's 8 units follow each
+// other. Measured (bench_matmul --types): on lavapipe this saves one of the unit's gathers; the
+// by-piece order (SwiftShader) reads them per unit, as state kept across its iterations cost
+// more there than the loads. Lanes > 1 (GPUs) read them per unit, from cache.
 fn hoist_blocks(u: u32) -> bool {
-    return block_scaled() && LANES == 1u && UNIT_X && u % 8u != 0u;
+    return block_scaled() && LANES == 1u && u % 8u != 0u;
 }
 
 // Unit u of four rows (clamped row indices r, block_dm b) against x.
@@ -109,13 +109,7 @@ fn products_one_by_piece(lane: u32, first_row: u32, t: u32) -> Acc {
     var lo = vec4<f32>(0.0);
     var hi = vec4<f32>(0.0);
     var ss = 0.0;
-    var b0: QuadBlocks;
-    var b1: QuadBlocks;
     for (var u = lane; u < ROW_UNITS; u += LANES) {
-        if (!hoist_blocks(u)) {
-            b0 = quad_blocks(rq0, u);
-            if (R > 4u) { b1 = quad_blocks(rq1, u); }
-        }
         let q0 = wq[rq0.x * ROW_UNITS + u];
         let q1 = wq[rq0.y * ROW_UNITS + u];
         let q2 = wq[rq0.z * ROW_UNITS + u];
@@ -184,11 +178,11 @@ fn products_one_by_piece(lane: u32, first_row: u32, t: u32) -> Acc {
             }
         }
         let s = vec2<f32>(sxa.x + sxa.y + sxa.z + sxa.w, sxb.x + sxb.y + sxb.z + sxb.w);
-        lo += vec4<f32>(unit_dot(vec2<f32>(d_lo.x, d_lo_b.x), unit_dm_in(rq0.x, u, b0.x), s), unit_dot(vec2<f32>(d_lo.y, d_lo_b.y), unit_dm_in(rq0.y, u, b0.y), s),
-                        unit_dot(vec2<f32>(d_lo.z, d_lo_b.z), unit_dm_in(rq0.z, u, b0.z), s), unit_dot(vec2<f32>(d_lo.w, d_lo_b.w), unit_dm_in(rq0.w, u, b0.w), s));
+        lo += vec4<f32>(unit_dot(vec2<f32>(d_lo.x, d_lo_b.x), unit_dm(rq0.x, u), s), unit_dot(vec2<f32>(d_lo.y, d_lo_b.y), unit_dm(rq0.y, u), s),
+                        unit_dot(vec2<f32>(d_lo.z, d_lo_b.z), unit_dm(rq0.z, u), s), unit_dot(vec2<f32>(d_lo.w, d_lo_b.w), unit_dm(rq0.w, u), s));
         if (R > 4u) {
-            hi += vec4<f32>(unit_dot(vec2<f32>(d_hi.x, d_hi_b.x), unit_dm_in(rq1.x, u, b1.x), s), unit_dot(vec2<f32>(d_hi.y, d_hi_b.y), unit_dm_in(rq1.y, u, b1.y), s),
-                            unit_dot(vec2<f32>(d_hi.z, d_hi_b.z), unit_dm_in(rq1.z, u, b1.z), s), unit_dot(vec2<f32>(d_hi.w, d_hi_b.w), unit_dm_in(rq1.w, u, b1.w), s));
+            hi += vec4<f32>(unit_dot(vec2<f32>(d_hi.x, d_hi_b.x), unit_dm(rq1.x, u), s), unit_dot(vec2<f32>(d_hi.y, d_hi_b.y), unit_dm(rq1.y, u), s),
+                            unit_dot(vec2<f32>(d_hi.z, d_hi_b.z), unit_dm(rq1.z, u), s), unit_dot(vec2<f32>(d_hi.w, d_hi_b.w), unit_dm(rq1.w, u), s));
         }
     }
     var acc: Acc;

@@ -29,10 +29,13 @@ fn kquant_products_every_form_and_path() {
         for tiling in tilings(&gpu) {
             for (f, form) in kquant_forms(tiling).into_iter().enumerate() {
                 for (k, ty) in GgmlType::K_AND_Q5.into_iter().enumerate() {
-                    let (rows, cols, t) = SHAPES[(f + k) % SHAPES.len()];
-                    let norm = (f + k) % 2 == 0;
-                    let epilogue = if (f + 2 * k) % 3 == 1 { Epilogue::Accumulate } else { Epilogue::Store };
-                    product_case(&gpu, form, tiling, &mut rng, &Case { ty, rows, cols, t, norm, epilogue });
+                    // Two of the shapes per form and type, in rotation.
+                    for i in [0, 2] {
+                        let (rows, cols, t) = SHAPES[(f + k + i) % SHAPES.len()];
+                        let norm = (f + k + i / 2) % 2 == 0;
+                        let epilogue = if (f + 2 * k + i) % 3 == 1 { Epilogue::Accumulate } else { Epilogue::Store };
+                        product_case(&gpu, form, tiling, &mut rng, &Case { ty, rows, cols, t, norm, epilogue });
+                    }
                 }
             }
         }
@@ -40,7 +43,7 @@ fn kquant_products_every_form_and_path() {
 }
 
 /// Gate and up interleaved (whole 256-element blocks per row) and unfused, in the adapter's
-/// own form, for a split-scale type and a two-scale one.
+/// own form, for a type with one scale per unit and one with a scale per 16 elements.
 #[test]
 fn kquant_swiglu_in_the_default_form() {
     let mut rng = Rng(0x5eed_2002);
