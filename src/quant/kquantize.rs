@@ -61,15 +61,7 @@ fn q5_0(x: &[f32], out: &mut Vec<u8>) {
 
 /// quantize_row_q5_1_ref: d = (max - min) / 31, m = min, q = trunc((x - min) / d + 0.5).
 fn q5_1(x: &[f32], out: &mut Vec<u8>) {
-    let (mut min, mut max) = (f32::MAX, -f32::MAX);
-    for &v in x {
-        if v < min {
-            min = v;
-        }
-        if v > max {
-            max = v;
-        }
-    }
+    let (min, max) = super::block_min_max(x);
     let d = (max - min) / 31.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     put_f16(out, d);

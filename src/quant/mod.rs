@@ -291,8 +291,9 @@ fn quantize_block_q4_0(x: &[f32], out: &mut Vec<u8>) {
     }
 }
 
-/// quantize_row_q4_1_ref: d = (max - min) / 15, m = min, q = min(15, trunc((x - min) / d + 0.5)).
-fn quantize_block_q4_1(x: &[f32], out: &mut Vec<u8>) {
+/// The block's (min, max) as ggml's Q4_1 / Q5_1 reference loops find them: strict comparisons
+/// from (FLT_MAX, -FLT_MAX), so a NaN never replaces either.
+pub(super) fn block_min_max(x: &[f32]) -> (f32, f32) {
     let (mut min, mut max) = (f32::MAX, -f32::MAX);
     for &v in x {
         if v < min {
@@ -302,6 +303,12 @@ fn quantize_block_q4_1(x: &[f32], out: &mut Vec<u8>) {
             max = v;
         }
     }
+    (min, max)
+}
+
+/// quantize_row_q4_1_ref: d = (max - min) / 15, m = min, q = min(15, trunc((x - min) / d + 0.5)).
+fn quantize_block_q4_1(x: &[f32], out: &mut Vec<u8>) {
+    let (min, max) = block_min_max(x);
     let d = (max - min) / 15.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     put_f16(out, d);
