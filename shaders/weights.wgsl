@@ -198,10 +198,16 @@ fn unit_dm_q8_0(row: u32, u: u32, block: vec2<f32>) -> vec4<f32> {
     return vec4<f32>(d, -128.0 * d, d, -128.0 * d);
 }
 
-fn unit_dm_q4_0(row: u32, u: u32, block: vec2<f32>) -> vec4<f32> {
+// (d, bias * d) for both slots of unit u: the f16 d of block u (one block per unit) packed two
+// to a word, as Q4_0 and Q5_0 keep it; `bias` is the type's quant offset (-8, -16).
+fn unit_dm_packed_d(row: u32, u: u32, bias: f32) -> vec4<f32> {
     let g = row * (COLS / 32u) + u;
     let d = unpack2x16float(ws[g / 2u])[g % 2u];
-    return vec4<f32>(d, -8.0 * d, d, -8.0 * d);
+    return vec4<f32>(d, bias * d, d, bias * d);
+}
+
+fn unit_dm_q4_0(row: u32, u: u32, block: vec2<f32>) -> vec4<f32> {
+    return unit_dm_packed_d(row, u, -8.0);
 }
 
 fn unit_dm_q4_1(row: u32, u: u32, block: vec2<f32>) -> vec4<f32> {

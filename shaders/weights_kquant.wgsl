@@ -58,14 +58,13 @@ fn small_f32x2(v: vec2<u32>) -> vec2<f32> {
     return vec2<f32>(bitcast<vec2<i32>>(v));
 }
 
+// Q5_0 and Q5_1 keep their scales as Q4_0 and Q4_1 do (weights.wgsl).
 fn unit_dm_q5_0(row: u32, u: u32, block: vec2<f32>) -> vec4<f32> {
-    let g = row * (COLS / 32u) + u;
-    let d = unpack2x16float(ws[g / 2u])[g % 2u];
-    return vec4<f32>(d, -16.0 * d, d, -16.0 * d);
+    return unit_dm_packed_d(row, u, -16.0);
 }
 
 fn unit_dm_q5_1(row: u32, u: u32, block: vec2<f32>) -> vec4<f32> {
-    return unpack2x16float(ws[row * (COLS / 32u) + u]).xyxy;
+    return unit_dm_q4_1(row, u, block);
 }
 
 // Half g % 2 of word g / 2 of the region after the block words: the unit's two scale bytes.
